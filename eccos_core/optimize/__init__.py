@@ -1,0 +1,1 @@
+"""Constrained assignment of queries to models (stub: being written)."""
