@@ -12,6 +12,7 @@ The on-disk format is JSONL (optionally gzip-compressed), one query per line::
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -166,16 +167,16 @@ def parse_record(data: Any, where: str) -> LogRecord:
             raise LogFormatError(f"{at} must be an object with at least 'score'")
         if "score" not in raw:
             raise LogFormatError(f"{at} lacks the required 'score' (a number in [0, 1])")
-        optional = {
-            key: _number(raw[key], repr(key), at) for key in _OPTIONAL_FIELDS if raw.get(key) is not None
-        }
+        optional = {key: _number(raw[key], repr(key), at) for key in _OPTIONAL_FIELDS if raw.get(key) is not None}
         outcomes[name] = Outcome(score=_number(raw["score"], "'score'", at, unit_interval=True), **optional)
     return LogRecord(id=str(data["id"]), query=query, outcomes=outcomes, task=task)
 
 
 def _open_text(path: Path, mode: str) -> IO[str]:
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+        # mtime=0 keeps the bytes of a rewritten file identical when its records are
+        raw = gzip.GzipFile(path, mode + "b", mtime=0)
+        return io.TextIOWrapper(raw, encoding="utf-8")
     return path.open(mode, encoding="utf-8")
 
 

@@ -26,6 +26,8 @@ import yaml
 from eccos_core.errors import ConfigError, PricingError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# LiteLLM tries to download Hugging Face tokenizers for some model ids; offline that stalls for ~20 s
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _SECRET_MARKERS = ("key", "secret", "token", "password", "authorization", "credential")
 
@@ -103,8 +105,10 @@ class ModelSpec:
                 if value is None:
                     raise PricingError(f"model {self.name!r}: LiteLLM knows no {attr} for {litellm_model!r}")
             object.__setattr__(self, attr, _check_price(self.name, attr, value))
-        if self.max_input_tokens is None and info is not None and info.get("max_input_tokens"):
-            object.__setattr__(self, "max_input_tokens", int(info["max_input_tokens"]))
+        if self.max_input_tokens is None:
+            info = info if info is not None else _litellm_info(litellm_model)
+            if info is not None and info.get("max_input_tokens"):
+                object.__setattr__(self, "max_input_tokens", int(info["max_input_tokens"]))
 
     def redacted_params(self) -> dict[str, Any]:
         """``litellm_params`` with every credential replaced by ``'***'``, safe to log or report."""
@@ -157,9 +161,7 @@ def load_models(path: str | Path) -> tuple[ModelSpec, ...]:
         raise ConfigError(f"models file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
         raise ConfigError(f"models file {path} must hold an object with a 'models' list")
-    return validate_pool(
-        ModelSpec.from_dict(entry, f"{path} models[{i}]") for i, entry in enumerate(data["models"])
-    )
+    return validate_pool(ModelSpec.from_dict(entry, f"{path} models[{i}]") for i, entry in enumerate(data["models"]))
 
 
 def write_models(models: Sequence[ModelSpec], path: str | Path) -> Path:

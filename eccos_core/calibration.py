@@ -1,0 +1,162 @@
+"""Making ``min_quality`` mean realized success, not predicted success.
+
+Two corrections, both learned from out-of-fold predictions on the training logs (predictions made for each
+training query without its own outcome, so they err the way predictions on new queries do):
+
+* :class:`IsotonicCalibration` maps each model's raw predicted quality to the success rate actually observed at
+  that prediction level (per-model isotonic regression), so ``p = 0.8`` means right four times in five.
+* :class:`QualityGuard` corrects the optimizer's selection bias. Even calibrated predictions are noisy, and an
+  optimizer that minimises cost subject to mean predicted quality picks exactly the (query, model) pairs whose
+  predictions are too optimistic. The guard routes the out-of-fold predictions at a grid of internal targets,
+  measures the realized success each one gives, and inverts that curve: ``target(alpha)`` is the internal target
+  whose realized success on held-out data reached ``alpha``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IsotonicCalibration:
+    """Per-model monotone map from raw predicted quality to observed success rate, as knots."""
+
+    x: tuple[tuple[float, ...], ...]
+    """Per model, increasing raw-quality knots."""
+    y: tuple[tuple[float, ...], ...]
+    """Per model, calibrated quality at each knot."""
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, scores: np.ndarray) -> IsotonicCalibration:
+        """Fit one isotonic regression per column of ``raw`` (N×M) against observed ``scores`` (NaN = unseen)."""
+        xs, ys = [], []
+        for j in range(raw.shape[1]):
+            seen = ~np.isnan(scores[:, j])
+            if seen.sum() < 2:
+                xs.append((0.0, 1.0))
+                ys.append((0.0, 1.0))
+                continue
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            iso.fit(raw[seen, j], scores[seen, j])
+            xs.append(tuple(float(v) for v in iso.X_thresholds_))
+            ys.append(tuple(float(v) for v in iso.y_thresholds_))
+        return cls(tuple(xs), tuple(ys))
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated copy of an N×M raw quality matrix."""
+        out = np.empty_like(raw, dtype=float)
+        for j in range(raw.shape[1]):
+            out[:, j] = np.interp(raw[:, j], self.x[j], self.y[j])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"x": [list(v) for v in self.x], "y": [list(v) for v in self.y]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibration:
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(tuple(v) for v in data["x"]), tuple(tuple(v) for v in data["y"]))
+
+
+@dataclass(frozen=True)
+class QualityGuard:
+    """Maps a user's ``min_quality`` to the internal target the optimizer must reach.
+
+    ``alphas[k]`` is the realized success measured on held-out training data when the optimizer was given the
+    internal target ``targets[k]``; both increase with ``k``. :meth:`target` inverts that curve.
+    """
+
+    alphas: tuple[float, ...]
+    """Realized success at each grid target (monotone non-decreasing)."""
+    targets: tuple[float, ...]
+    """Internal targets of the grid (increasing)."""
+
+    @classmethod
+    def identity(cls) -> QualityGuard:
+        """A guard that passes ``min_quality`` through unchanged."""
+        return cls((0.0, 1.0), (0.0, 1.0))
+
+    @classmethod
+    def fit(
+        cls,
+        out_of_fold: Any,
+        scores: np.ndarray,
+        cost: np.ndarray,
+        *,
+        grid: Sequence[float] | None = None,
+        method: str = "auto",
+    ) -> QualityGuard:
+        """Measure realized success of routing the out-of-fold predictions at each internal target.
+
+        Args:
+            out_of_fold: A :class:`~eccos_core.predictors.base.Prediction` for the training queries, made
+                without each query's own outcome.
+            scores: N×M observed scores of the same queries (NaN where a model has no outcome; such pairs
+                are not offered to the optimizer).
+            cost: N×M cost matrix of the same queries.
+            grid: Internal targets to try; default 0.00, 0.02, …, 1.00.
+            method: Optimizer method passed to :func:`eccos_core.optimize.solve`.
+        """
+        from eccos_core.optimize import SolveStatus, solve
+
+        quality = np.asarray(out_of_fold.quality, dtype=float)
+        allowed = ~np.isnan(scores)
+        usable = allowed.any(axis=1)
+        quality, scores, cost, allowed = quality[usable], scores[usable], cost[usable], allowed[usable]
+        filled = np.where(allowed, scores, 0.0)
+        rows = np.arange(len(quality))
+        targets: list[float] = []
+        realized: list[float] = []
+        for t in np.linspace(0.0, 1.0, 51) if grid is None else grid:
+            assignment = solve(cost, quality, float(t), allowed=allowed, method=method)
+            if assignment.status == SolveStatus.QUALITY_UNREACHABLE:
+                break
+            targets.append(float(t))
+            realized.append(float(filled[rows, assignment.model_index].mean()))
+        if len(targets) < 2:
+            logger.warning("quality guard: fewer than two feasible targets; passing min_quality through")
+            return cls.identity()
+        monotone = IsotonicRegression(increasing=True).fit(targets, realized).predict(targets)
+        logger.info(
+            "quality guard: realized success %.3f..%.3f over internal targets %.2f..%.2f",
+            monotone[0],
+            monotone[-1],
+            targets[0],
+            targets[-1],
+        )
+        return cls(tuple(float(a) for a in monotone), tuple(targets))
+
+    def target(self, alpha: float) -> float:
+        """Smallest internal target whose held-out realized success reached ``alpha`` (clipped to [0, 1]).
+
+        Above the measured range the last measured shortfall is added, so the optimizer is asked for more than
+        ``alpha`` and reports ``quality_unreachable`` when the pool cannot deliver it.
+        """
+        alphas, targets = np.asarray(self.alphas), np.asarray(self.targets)
+        if alpha > alphas[-1]:
+            return float(min(1.0, alpha + max(0.0, targets[-1] - alphas[-1])))
+        # first grid point reaching alpha, interpolated between it and its predecessor
+        k = int(np.searchsorted(alphas, alpha, side="left"))
+        if k == 0:
+            return float(min(targets[0], alpha))
+        a0, a1, t0, t1 = alphas[k - 1], alphas[k], targets[k - 1], targets[k]
+        frac = 1.0 if a1 <= a0 else (alpha - a0) / (a1 - a0)
+        return float(np.clip(t0 + frac * (t1 - t0), 0.0, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"alphas": list(self.alphas), "targets": list(self.targets)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QualityGuard:
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(float(a) for a in data["alphas"]), tuple(float(t) for t in data["targets"]))

