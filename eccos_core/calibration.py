@@ -119,6 +119,10 @@ class QualityGuard:
         for t in np.linspace(0.0, 1.0, 51) if grid is None else grid:
             assignment = solve(cost, quality, float(t), allowed=allowed, method=method)
             if assignment.status == SolveStatus.QUALITY_UNREACHABLE:
+                # the top of the range: the best assignment the predictions allow, between two grid points
+                if not targets or assignment.expected_quality > targets[-1] + 1e-6:
+                    targets.append(float(assignment.expected_quality))
+                    realized.append(float(filled[rows, assignment.model_index].mean()))
                 break
             targets.append(float(t))
             realized.append(float(filled[rows, assignment.model_index].mean()))
@@ -134,6 +138,15 @@ class QualityGuard:
             targets[-1],
         )
         return cls(tuple(float(a) for a in monotone), tuple(targets))
+
+    @property
+    def max_quality(self) -> float:
+        """The highest realized success measured on held-out training data: above it, α is out of reach."""
+        return float(self.alphas[-1])
+
+    def reachable(self, alpha: float) -> bool:
+        """Whether routing reached ``alpha`` in realized success on held-out training data."""
+        return alpha <= self.max_quality + 1e-9
 
     def target(self, alpha: float) -> float:
         """Smallest internal target whose held-out realized success reached ``alpha`` (clipped to [0, 1]).

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -46,6 +47,7 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.errors import (
+    CapacityError,
     ConfigError,
     ContextWindowError,
     DispatchError,
@@ -519,16 +521,22 @@ class Router:
             )
         quality = prediction.quality
         cost = cost_matrix(self._pool, tokens, prediction.output_tokens)
-        target = float(np.clip(self.guard.target(alpha), 0.0, 1.0))
-        assignment = solve(
-            cost,
-            quality,
-            target,
-            list(caps) if any(c is not None for c in caps) else None,
-            allowed=None if allowed.all() else allowed,
-            method=self.method,
-            time_limit=self.time_limit,
-        )
+        reachable = self.guard.reachable(alpha)
+        # out of the guard's measured range, route to the best assignment the caps allow
+        target = float(np.clip(self.guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
+        try:
+            assignment = solve(
+                cost,
+                quality,
+                target,
+                list(caps) if any(c is not None for c in caps) else None,
+                allowed=None if allowed.all() else allowed,
+                method=self.method,
+                time_limit=self.time_limit,
+            )
+        except CapacityError as exc:  # the optimizer speaks in columns; the caller knows models by name
+            columns = ", ".join(f"{j}={name}" for j, name in enumerate(self._names))
+            raise CapacityError(f"{exc} (model columns: {columns})") from None
         index = np.asarray(assignment.model_index, dtype=int)
         rows = np.arange(len(index))
         entries = tuple(
@@ -542,6 +550,14 @@ class Router:
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )
         status = str(getattr(assignment.status, "value", assignment.status))
+        message = str(getattr(assignment, "message", "") or "")
+        if not reachable:
+            status = "quality_unreachable"
+            message = (
+                f"min_quality {alpha:.3f} is unreachable: on held-out training queries this router's best "
+                f"routing reached {self.guard.max_quality:.3f} realized success; routed every query to the "
+                "highest-quality model the caps allow"
+            )
         plan = RoutingPlan(
             queries=entries,
             min_quality=alpha,
@@ -549,7 +565,7 @@ class Router:
             expected_quality=float(quality[rows, index].mean()),
             expected_cost=float(cost[rows, index].sum()),
             status=status,
-            message=str(getattr(assignment, "message", "") or ""),
+            message=message,
             solver=str(getattr(assignment, "method", self.method)),
         )
         if status == "quality_unreachable":
@@ -994,8 +1010,12 @@ def _read_saved_pool(path: Path) -> tuple[ModelSpec, ...]:
     return validate_pool(pool)
 
 
+@functools.lru_cache(maxsize=1)
 def _default_cache_key() -> str:
-    """Hash of what the default router is fitted from: bundled data, eccos version, predictor/optimizer code."""
+    """Hash of what the default router is fitted from: bundled data, eccos version, predictor/optimizer code.
+
+    Computed once per process: the code that runs is the code imported, even if the files change later.
+    """
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     try:

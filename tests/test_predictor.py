@@ -89,8 +89,10 @@ def test_predict_before_fit_and_bad_arguments():
         RetrievalPredictor().predict(["hello"])
     with pytest.raises(ValueError, match="k must be a positive integer"):
         RetrievalPredictor(k=0)
+
+def test_predict_takes_a_sequence_not_a_string(fitted):
     with pytest.raises(InputError, match="not a single string"):
-        RetrievalPredictor().predict("hello")
+        fitted.predict("hello")
 
 
 def test_isotonic_calibration_is_monotone_and_round_trips():

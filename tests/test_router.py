@@ -311,7 +311,7 @@ def test_capacity_naming_an_unknown_model_lists_the_pool(router, pool):
 
 
 def test_capacity_smaller_than_the_batch_is_a_capacity_error(router, pool):
-    with pytest.raises(CapacityError):
+    with pytest.raises(CapacityError, match=f"caps sum to {len(QUESTIONS) - 1} for a batch of {len(QUESTIONS)}"):
         router.plan(QUESTIONS, 0.5, capacity=[0] * (len(pool) - 1) + [len(QUESTIONS) - 1])
 
 
@@ -381,9 +381,15 @@ def test_fit_calibrates_the_guard_on_out_of_fold_predictions(make_pool, small_lo
     router = Router.fit(pool, small_logs.subset(range(120)))
 
     assert router.guard != QualityGuard.identity()
-    plan = router.plan(QUESTIONS, 0.6)
-    assert plan.target_quality == pytest.approx(router.guard.target(0.6))
+    alpha = router.guard.max_quality - 0.05
+    plan = router.plan(QUESTIONS, alpha)
+    assert plan.target_quality == pytest.approx(router.guard.target(alpha))
     assert len(plan.queries) == len(QUESTIONS)
+
+    # above what routing reached on held-out training queries, the plan says so instead of promising it
+    beyond = router.plan(QUESTIONS, min(1.0, router.guard.max_quality + 0.02))
+    assert beyond.status == "quality_unreachable"
+    assert "unreachable" in beyond.message
 
 
 def test_default_router_is_fitted_once_then_loaded_from_its_cache(monkeypatch, small_logs, tmp_path):

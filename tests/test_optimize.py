@@ -1,0 +1,369 @@
+"""The optimizer: every method against brute force, the per-query rule, and every bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from eccos_core.errors import CapacityError, InputError
+from eccos_core.optimize import METHODS, Assignment, SolveStatus, per_query, solve
+from eccos_core.optimize.assignment import validate_problem
+from eccos_core.optimize.ilp import solve_ilp
+
+TOL = 1e-9
+
+
+@dataclass
+class Instance:
+    cost: np.ndarray
+    quality: np.ndarray
+    alpha: float
+    capacity: list[int | None] | None
+    allowed: np.ndarray | None
+
+
+@dataclass
+class Truth:
+    fits: bool
+    """Some assignment respects the caps and the mask."""
+    reachable: bool
+    cost: float
+    """Optimal cost; when α is unreachable, the cheapest cost at the maximum quality."""
+    quality: float
+    """Maximum reachable mean quality."""
+
+
+def brute_force(inst: Instance) -> Truth:
+    n, m = inst.cost.shape
+    allowed = np.ones((n, m), bool) if inst.allowed is None else inst.allowed
+    options = [np.flatnonzero(allowed[i]).tolist() for i in range(n)]
+    grid = np.array(list(itertools.product(*options)), dtype=int).reshape(-1, n)
+    rows = np.arange(n)
+    cost = inst.cost[rows, grid].sum(axis=1)
+    mean = inst.quality[rows, grid].mean(axis=1)
+    fits = np.ones(len(grid), bool)
+    if inst.capacity is not None:
+        for j, cap in enumerate(inst.capacity):
+            if cap is not None:
+                fits &= (grid == j).sum(axis=1) <= cap
+    if not fits.any():
+        return Truth(False, False, math.nan, math.nan)
+    top = mean[fits].max()
+    feasible = fits & (mean >= inst.alpha * (1 - TOL))
+    if feasible.any():
+        return Truth(True, True, float(cost[feasible].min()), float(top))
+    at_top = fits & (mean >= top * (1 - TOL))
+    return Truth(True, False, float(cost[at_top].min()), float(top))
+
+
+def random_instance(rng: np.random.Generator) -> Instance:
+    n = int(rng.integers(2, 7))
+    m = int(rng.integers(1, 4))
+    style = rng.integers(3)
+    if style == 0:  # many ties
+        cost = rng.choice([0.0, 1.0, 2.0, 3.0], size=(n, m))
+        quality = rng.choice([0.0, 0.5, 1.0], size=(n, m))
+    elif style == 1:  # priced like models: cost = tokens × price
+        cost = rng.uniform(1, 100, size=(n, 1)) * rng.choice([0.1, 0.2, 0.9], size=(1, m)) * 1e-6
+        quality = rng.uniform(size=(n, m)).round(2)
+    else:
+        cost = rng.uniform(size=(n, m))
+        quality = rng.uniform(size=(n, m))
+    allowed = None
+    if rng.random() < 0.4:
+        allowed = rng.random((n, m)) < 0.75
+        allowed[np.arange(n), rng.integers(m, size=n)] = True
+    capacity = None
+    if rng.random() < 0.5:
+        capacity = [None if rng.random() < 0.3 else int(rng.integers(0, n + 1)) for _ in range(m)]
+    pick = rng.random()
+    if pick < 0.15:
+        alpha = 0.0
+    elif pick < 0.25:
+        alpha = 1.0
+    elif pick < 0.5:  # exactly the mean of some assignment: the constraint is tight
+        choice = rng.integers(m, size=n)
+        alpha = float(quality[np.arange(n), choice].mean())
+    else:
+        alpha = float(rng.uniform(quality.min(), quality.max()))
+    return Instance(cost, quality, alpha, capacity, allowed)
+
+
+def check_feasible(inst: Instance, a: Assignment, target: float) -> None:
+    n, m = inst.cost.shape
+    index = a.model_index
+    assert index.shape == (n,) and index.dtype.kind == "i"
+    if inst.allowed is not None:
+        assert inst.allowed[np.arange(n), index].all()
+    if inst.capacity is not None:
+        load = np.bincount(index, minlength=m)
+        for j, cap in enumerate(inst.capacity):
+            assert cap is None or load[j] <= cap
+    mean = inst.quality[np.arange(n), index].mean()
+    assert mean >= target * (1 - TOL) - 1e-12
+    assert a.expected_quality == pytest.approx(mean, abs=1e-12)
+    assert a.expected_cost == pytest.approx(inst.cost[np.arange(n), index].sum(), rel=1e-12, abs=1e-15)
+
+
+INSTANCES = [random_instance(np.random.default_rng(seed)) for seed in range(240)]
+
+
+@pytest.mark.parametrize("method", ["exact", "ilp", "lagrangian"])
+def test_methods_match_brute_force(method: str) -> None:
+    for seed, inst in enumerate(INSTANCES):
+        truth = brute_force(inst)
+        if not truth.fits:
+            with pytest.raises(CapacityError, match="raise capacity"):
+                solve(inst.cost, inst.quality, inst.alpha, inst.capacity, allowed=inst.allowed, method=method)
+            continue
+        a = solve(inst.cost, inst.quality, inst.alpha, inst.capacity, allowed=inst.allowed, method=method)
+        scale = max(1.0, truth.cost) if truth.cost > 1e-3 else max(truth.cost, 1e-9)
+        context = f"seed {seed}: {a}"
+        if truth.reachable:
+            check_feasible(inst, a, inst.alpha)
+            assert a.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE), context
+        else:
+            assert a.status is SolveStatus.QUALITY_UNREACHABLE, context
+            check_feasible(inst, a, truth.quality)
+            assert a.expected_quality == pytest.approx(truth.quality, abs=1e-9), context
+        if method == "lagrangian":
+            assert a.expected_cost <= truth.cost + a.gap + TOL * scale, context
+            if a.status is SolveStatus.OPTIMAL:
+                assert a.expected_cost == pytest.approx(truth.cost, rel=TOL, abs=TOL * scale), context
+        else:
+            if truth.reachable:
+                assert a.status is SolveStatus.OPTIMAL, context
+            assert a.gap == 0.0
+            assert a.expected_cost == pytest.approx(truth.cost, rel=TOL, abs=TOL * scale), context
+
+
+def test_ilp_with_cbc_matches_brute_force() -> None:
+    for inst in INSTANCES[:25]:
+        truth = brute_force(inst)
+        if not truth.fits or not truth.reachable:
+            continue
+        problem = validate_problem(inst.cost, inst.quality, inst.alpha, inst.capacity, inst.allowed)
+        a = solve_ilp(problem, 10.0, solver="cbc")
+        assert a.method == "ilp-cbc"
+        check_feasible(inst, a, inst.alpha)
+        assert a.expected_cost == pytest.approx(truth.cost, rel=1e-7, abs=1e-9 * max(truth.cost, 1e-6))
+
+
+def test_larger_capped_instance_agrees_across_methods() -> None:
+    rng = np.random.default_rng(7)
+    n, m = 300, 5
+    tokens = rng.uniform(20, 2000, size=(n, 1))
+    cost = tokens * np.array([[0.1, 0.2, 0.2, 0.6, 0.9]]) * 1e-6
+    quality = np.clip(rng.normal([0.45, 0.55, 0.6, 0.7, 0.8], 0.15, size=(n, m)), 0, 1)
+    allowed = tokens <= np.array([[1500, 1e9, 1800, 1e9, 1e9]])
+    capacity = [40, None, 80, 60, None]
+    exact = solve(cost, quality, 0.68, capacity, allowed=allowed, method="exact")
+    ilp = solve(cost, quality, 0.68, capacity, allowed=allowed, method="ilp")
+    lag = solve(cost, quality, 0.68, capacity, allowed=allowed, method="lagrangian")
+    assert exact.status is SolveStatus.OPTIMAL and ilp.status is SolveStatus.OPTIMAL
+    assert exact.expected_cost == pytest.approx(ilp.expected_cost, rel=1e-9)
+    assert lag.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+    assert lag.expected_cost <= exact.expected_cost + lag.gap + 1e-15
+    assert lag.expected_quality >= 0.68 * (1 - TOL)
+    for a in (exact, ilp, lag):
+        assert (np.bincount(a.model_index, minlength=m)[[0, 2, 3]] <= [40, 80, 60]).all()
+        assert allowed[np.arange(n), a.model_index].all()
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_exact_matches_ilp_on_repeating_qualities(capped: bool) -> None:
+    # k-of-10 votes and repeated prompts: the knapsack left after reduced-cost fixing has few distinct
+    # quality steps, the case the exact method's dynamic program is for.
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 120, size=80)
+    prompts = base[rng.integers(0, 80, size=400)]
+    tokens = (20 + 15 * prompts)[:, None].astype(float)
+    cost = tokens * np.array([[0.1, 0.2, 0.2, 0.6, 0.9, 0.9]]) * 1e-6
+    votes = rng.binomial(10, [0.35, 0.5, 0.55, 0.65, 0.75, 0.8], size=(120, 6)) / 10
+    quality = votes[prompts]
+    capacity = [60, None, 90, None, 70, None] if capped else None
+    for alpha in (0.55, 0.62, 0.68):
+        exact = solve(cost, quality, alpha, capacity, method="exact")
+        ilp = solve(cost, quality, alpha, capacity, method="ilp")
+        assert exact.status is SolveStatus.OPTIMAL and ilp.status is SolveStatus.OPTIMAL
+        assert exact.expected_cost == pytest.approx(ilp.expected_cost, rel=1e-9)
+        assert exact.expected_quality >= alpha * (1 - TOL)
+
+
+def test_single_query_takes_cheapest_model_that_reaches_alpha() -> None:
+    cost = np.array([[3.0, 1.0, 2.0]])
+    quality = np.array([[0.95, 0.5, 0.8]])
+    for method in ("exact", "ilp", "lagrangian"):
+        a = solve(cost, quality, 0.7, method=method)
+        assert a.model_index.tolist() == [2] and a.expected_cost == 2.0
+    a = solve(cost, quality, 0.99)
+    assert a.status is SolveStatus.QUALITY_UNREACHABLE and a.model_index.tolist() == [0]
+
+
+def test_unreachable_returns_cheapest_best_assignment_and_says_so() -> None:
+    cost = np.array([[1.0, 5.0, 4.0], [1.0, 3.0, 3.0]])
+    quality = np.array([[0.2, 0.9, 0.9], [0.3, 0.95, 0.8]])
+    a = solve(cost, quality, 0.95)
+    assert a.status is SolveStatus.QUALITY_UNREACHABLE
+    assert a.model_index.tolist() == [2, 1]  # the cheaper of the two 0.9 models
+    assert a.expected_quality == pytest.approx(0.925)
+    assert "min_quality 0.95 is unreachable" in a.message and "reaches 0.925" in a.message
+
+    capped = solve(cost, quality, 0.95, [None, 1, 0])
+    assert capped.status is SolveStatus.QUALITY_UNREACHABLE
+    # Model 2 is capped at 0 and model 1 at one query: the better use of model 1 is query 0 (0.9 + 0.3).
+    assert capped.model_index.tolist() == [1, 0]
+    assert capped.expected_quality == pytest.approx(0.6)
+    assert "the best assignment the caps allow reaches 0.6;" in capped.message
+
+
+def test_message_never_rounds_the_maximum_up_to_alpha() -> None:
+    quality = np.array([[0.94999, 0.1]])
+    a = solve(np.array([[1.0, 1.0]]), quality, 0.95)
+    assert a.status is SolveStatus.QUALITY_UNREACHABLE
+    assert "reaches 0.9499" in a.message
+
+
+def test_low_alpha_takes_every_query_cheapest_model() -> None:
+    rng = np.random.default_rng(3)
+    cost = rng.uniform(size=(50, 4))
+    quality = rng.uniform(size=(50, 4))
+    a = solve(cost, quality, 0.0)
+    assert a.status is SolveStatus.OPTIMAL
+    assert a.model_index.tolist() == cost.argmin(axis=1).tolist()
+
+
+def test_empty_batch() -> None:
+    a = solve(np.zeros((0, 3)), np.zeros((0, 3)), 0.9, [1, None, 2])
+    assert a.status is SolveStatus.OPTIMAL and a.model_index.shape == (0,) and a.expected_cost == 0.0
+
+
+def test_masked_entries_are_not_validated() -> None:
+    cost = np.array([[np.inf, 1.0], [2.0, 1.0]])
+    quality = np.array([[np.nan, 0.5], [0.9, 0.5]])
+    allowed = np.array([[False, True], [True, True]])
+    a = solve(cost, quality, 0.7, allowed=allowed)
+    assert a.model_index.tolist() == [1, 0] and a.status is SolveStatus.OPTIMAL
+
+
+def test_time_limit_stop_is_feasible_with_honest_gap() -> None:
+    rng = np.random.default_rng(11)
+    n, m = 4000, 9
+    cost = rng.uniform(20, 2000, size=(n, 1)) * rng.uniform(0.1, 1, size=(1, m)) * 1e-6
+    quality = rng.uniform(size=(n, m))
+    a = solve(cost, quality, 0.8, method="exact", time_limit=1e-4)
+    assert a.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+    assert a.expected_quality >= 0.8 * (1 - TOL)
+    if a.status is SolveStatus.FEASIBLE:
+        assert math.isfinite(a.gap) and a.gap >= 0
+        assert "time limit" in a.message
+        best = solve(cost, quality, 0.8, method="exact")
+        assert a.expected_cost <= best.expected_cost + a.gap + 1e-12
+
+
+# --- the per-query rule -------------------------------------------------------------------------------------
+
+
+def test_per_query_picks_cheapest_model_reaching_alpha_else_best() -> None:
+    cost = np.array([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 1.0, 9.0]])
+    quality = np.array([[0.9, 0.5, 0.8], [0.1, 0.2, 0.3], [0.8, 0.9, 0.7], [0.6, 0.6, 0.1]])
+    a = per_query(cost, quality, 0.75)
+    # q0: models 0 and 2 reach 0.75, 2 is cheaper; q1: none reaches it, best is 2; q2: all cost 1, models
+    # 0 and 1 reach it (tie on cost: higher quality wins); q3: none reaches it, tie at 0.6, cheaper wins.
+    assert a.model_index.tolist() == [2, 2, 1, 1]
+    assert a.method == "per-query"
+    assert a.status is SolveStatus.QUALITY_UNREACHABLE  # mean (0.8+0.3+0.9+0.6)/4 = 0.65
+    assert "unreachable by the per-query rule" in a.message and "reaches 0.65" in a.message
+    assert math.isnan(a.gap)
+
+
+def test_per_query_feasible_and_dearer_than_the_batch_optimum() -> None:
+    cost = np.array([[1.0, 10.0], [1.0, 10.0]])
+    quality = np.array([[0.7, 0.9], [0.95, 0.96]])
+    rule = per_query(cost, quality, 0.8)
+    assert rule.model_index.tolist() == [1, 0] and rule.status is SolveStatus.FEASIBLE
+    best = solve(cost, quality, 0.8)
+    assert best.model_index.tolist() == [0, 0] and best.expected_cost < rule.expected_cost
+    assert rule.expected_cost - best.expected_cost <= rule.gap + 1e-12
+
+
+def test_per_query_honours_caps_in_query_order() -> None:
+    cost = np.array([[1.0, 2.0, 3.0]] * 4)
+    quality = np.array([[0.9, 0.9, 0.9]] * 4)
+    a = per_query(cost, quality, 0.5, capacity=[2, 1, None])
+    assert a.model_index.tolist() == [0, 0, 1, 2]
+
+
+def test_per_query_moves_earlier_queries_when_a_later_one_is_stuck() -> None:
+    cost = np.array([[1.0, 2.0], [1.0, 2.0]])
+    quality = np.array([[0.9, 0.9], [0.9, 0.9]])
+    allowed = np.array([[True, True], [True, False]])
+    a = per_query(cost, quality, 0.5, capacity=[1, 1], allowed=allowed)
+    assert a.model_index.tolist() == [1, 0]
+
+
+# --- bad inputs ---------------------------------------------------------------------------------------------
+
+GOOD_COST = np.array([[1.0, 2.0], [1.0, 2.0]])
+GOOD_QUALITY = np.array([[0.5, 0.9], [0.5, 0.9]])
+
+
+@pytest.mark.parametrize("entry", [solve, per_query])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"min_quality": -0.1}, InputError, r"min_quality is -0\.1 but must be in \[0, 1\]"),
+        ({"min_quality": 1.5}, InputError, r"min_quality is 1\.5 but must be in \[0, 1\]"),
+        ({"min_quality": math.nan}, InputError, r"min_quality is nan"),
+        ({"min_quality": "high"}, InputError, r"min_quality must be a number"),
+        ({"cost": np.array([[1.0, np.nan], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is nan"),
+        ({"cost": np.array([[1.0, -2.0], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is -2\.0.*>= 0"),
+        ({"cost": np.array([[1.0, np.inf], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is inf"),
+        ({"quality": np.array([[0.5, 1.2], [0.5, 0.9]])}, InputError, r"quality\[0, 1\] is 1\.2.*\[0, 1\]"),
+        ({"quality": np.array([[0.5, -0.1], [0.5, 0.9]])}, InputError, r"quality\[0, 1\] is -0\.1"),
+        ({"quality": np.array([[0.5, 0.9]])}, InputError, r"cost has shape \(2, 2\) but quality has shape"),
+        ({"cost": np.array([1.0, 2.0])}, InputError, r"cost must be a 2-D N×M array"),
+        ({"capacity": [1]}, InputError, r"capacity has 1 entries but there are 2 models"),
+        ({"capacity": [1, -1]}, InputError, r"capacity\[1\] is -1"),
+        ({"capacity": [1, 0.5]}, InputError, r"capacity\[1\] is 0\.5"),
+        ({"capacity": [1, 0]}, CapacityError, r"caps sum to 1 for a batch of 2 queries: raise capacity"),
+        (
+            {"allowed": np.array([[True, False], [False, False]])},
+            InputError,
+            r"query \[1\] has no allowed model",
+        ),
+        ({"allowed": np.array([[True, False]])}, InputError, r"allowed has shape \(1, 2\) but cost is"),
+        (
+            {"allowed": np.array([[True, False], [True, False]]), "capacity": [1, 5]},
+            CapacityError,
+            r"place only 1 of the 2 queries.*raise capacity of model column\(s\) \[0\]",
+        ),
+    ],
+)
+def test_bad_inputs_raise_typed_errors(entry, kwargs: dict, error: type[Exception], match: str) -> None:
+    args = {"cost": GOOD_COST, "quality": GOOD_QUALITY, "min_quality": 0.7, "capacity": None, "allowed": None}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        entry(**args)
+
+
+def test_unknown_method_lists_the_choices() -> None:
+    with pytest.raises(InputError, match=r"unknown method 'simplex': choose one of auto, exact, ilp, lagrangian"):
+        solve(GOOD_COST, GOOD_QUALITY, 0.7, method="simplex")
+    assert METHODS == ("auto", "exact", "ilp", "lagrangian")
+
+
+def test_bad_time_limit() -> None:
+    with pytest.raises(InputError, match="time_limit must be a positive number"):
+        solve(GOOD_COST, GOOD_QUALITY, 0.7, time_limit=0)
+
+
+def test_library_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    for method in ("exact", "ilp", "lagrangian"):
+        solve(GOOD_COST, GOOD_QUALITY, 0.7, [1, None], method=method)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
