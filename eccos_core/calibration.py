@@ -71,8 +71,9 @@ class IsotonicCalibration:
 class QualityGuard:
     """Maps a user's ``min_quality`` to the internal target the optimizer must reach.
 
-    ``alphas[k]`` is the realized success measured on held-out training data when the optimizer was given the
-    internal target ``targets[k]``; both increase with ``k``. :meth:`target` inverts that curve.
+    ``alphas[k]`` is the realized success measured on held-out training data (less ``z`` standard errors) when
+    the optimizer was given the internal target ``targets[k]``; both increase with ``k``. :meth:`target` inverts
+    that curve.
     """
 
     alphas: tuple[float, ...]
@@ -94,6 +95,7 @@ class QualityGuard:
         *,
         grid: Sequence[float] | None = None,
         method: str = "auto",
+        z: float = 1.0,
     ) -> QualityGuard:
         """Measure realized success of routing the out-of-fold predictions at each internal target.
 
@@ -105,6 +107,8 @@ class QualityGuard:
             cost: N×M cost matrix of the same queries.
             grid: Internal targets to try; default 0.00, 0.02, …, 1.00.
             method: Optimizer method passed to :func:`eccos_core.optimize.solve`.
+            z: Standard errors subtracted from each measured success rate before it is trusted: the held-out
+                queries are a sample, and a promise of α should hold on the next sample too.
         """
         from eccos_core.optimize import SolveStatus, solve
 
@@ -116,16 +120,21 @@ class QualityGuard:
         rows = np.arange(len(quality))
         targets: list[float] = []
         realized: list[float] = []
+
+        def measure(chosen: np.ndarray) -> float:
+            got = filled[rows, chosen]
+            return float(got.mean() - z * got.std() / np.sqrt(len(got)))
+
         for t in np.linspace(0.0, 1.0, 51) if grid is None else grid:
             assignment = solve(cost, quality, float(t), allowed=allowed, method=method)
             if assignment.status == SolveStatus.QUALITY_UNREACHABLE:
                 # the top of the range: the best assignment the predictions allow, between two grid points
                 if not targets or assignment.expected_quality > targets[-1] + 1e-6:
                     targets.append(float(assignment.expected_quality))
-                    realized.append(float(filled[rows, assignment.model_index].mean()))
+                    realized.append(measure(assignment.model_index))
                 break
             targets.append(float(t))
-            realized.append(float(filled[rows, assignment.model_index].mean()))
+            realized.append(measure(assignment.model_index))
         if len(targets) < 2:
             logger.warning("quality guard: fewer than two feasible targets; passing min_quality through")
             return cls.identity()

@@ -60,9 +60,9 @@ def brute_force(inst: Instance) -> Truth:
     return Truth(True, False, float(cost[at_top].min()), float(top))
 
 
-def random_instance(rng: np.random.Generator) -> Instance:
-    n = int(rng.integers(2, 7))
-    m = int(rng.integers(1, 4))
+def random_instance(rng: np.random.Generator, sizes: tuple[int, int] = (6, 3)) -> Instance:
+    n = int(rng.integers(2, sizes[0] + 1))
+    m = int(rng.integers(1, sizes[1] + 1))
     style = rng.integers(3)
     if style == 0:  # many ties
         cost = rng.choice([0.0, 1.0, 2.0, 3.0], size=(n, m))
@@ -110,11 +110,13 @@ def check_feasible(inst: Instance, a: Assignment, target: float) -> None:
 
 
 INSTANCES = [random_instance(np.random.default_rng(seed)) for seed in range(240)]
+WIDER = [random_instance(np.random.default_rng(1000 + seed), sizes=(8, 4)) for seed in range(40)]
 
 
 @pytest.mark.parametrize("method", ["exact", "ilp", "lagrangian"])
-def test_methods_match_brute_force(method: str) -> None:
-    for seed, inst in enumerate(INSTANCES):
+@pytest.mark.parametrize("instances", ["small", "wider"])
+def test_methods_match_brute_force(method: str, instances: str) -> None:
+    for seed, inst in enumerate(INSTANCES if instances == "small" else WIDER):
         truth = brute_force(inst)
         if not truth.fits:
             with pytest.raises(CapacityError, match="raise capacity"):

@@ -83,10 +83,20 @@ class RetrievalPredictor(Predictor):
         models = tuple(logs.models)
         embeddings = self.encoder.encode(logs.queries, show_progress=self.show_progress)
         self._set_state(models, embeddings, logs.scores(models), logs.matrix("output_tokens", models), None)
-        raw = self._vote(*self._search(embeddings, leave_one_out=True))
+        quality, tokens = self._vote(*self._search(embeddings, leave_one_out=True))
         if self.calibrate:
-            self._calibration = IsotonicCalibration.fit(raw[0], self._scores)
-        self.out_of_fold = self._finish(*raw)
+            self._calibration = IsotonicCalibration.fit(quality, self._scores)
+            # out-of-fold means out of the calibration's fold too: each half is calibrated by the other half,
+            # else the guard would measure the calibration on the very outcomes it was fitted to
+            half = np.random.default_rng(0).permutation(len(quality)) % 2 == 0
+            cross = np.empty_like(quality)
+            for fit_rows, apply_rows in ((half, ~half), (~half, half)):
+                cross[apply_rows] = IsotonicCalibration.fit(quality[fit_rows], self._scores[fit_rows]).apply(
+                    quality[apply_rows]
+                )
+            self.out_of_fold = Prediction(models, np.clip(cross, 0.0, 1.0), tokens)
+        else:
+            self.out_of_fold = self._finish(quality, tokens)
         return self
 
     def _set_state(
