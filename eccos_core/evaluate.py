@@ -113,7 +113,7 @@ def default_alphas(train_success: np.ndarray, step: float = 0.02) -> list[float]
 
 def _batches(n: int, batch_size: int | None, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    size = n if not batch_size else batch_size
+    size = batch_size or n
     return [order[i : i + size] for i in range(0, n, size)]
 
 
@@ -252,7 +252,7 @@ def evaluate(
         "models": names,
         "batch_size": batch_size or n,
         "seed": seed,
-        "train_success": dict(zip(names, map(float, train_success))),
+        "train_success": dict(zip(names, map(float, train_success), strict=True)),
         "guard": router.guard.to_dict() if router.guard is not None else None,
     }
     report = EvalReport(policies, dataset)

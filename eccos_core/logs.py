@@ -235,7 +235,7 @@ def split_logs(logs: RoutingLogs, test_frac: float = 0.2, seed: int = 0) -> tupl
     for task in sorted(by_task, key=lambda t: "" if t is None else t):
         members = np.array(by_task[task])
         rng.shuffle(members)
-        test.extend(members[: int(round(test_frac * len(members)))].tolist())
+        test.extend(members[: round(test_frac * len(members))].tolist())
     test_set = set(test)
     train = [i for i in range(len(logs)) if i not in test_set]
     return logs.subset(train), logs.subset(sorted(test))

@@ -80,7 +80,7 @@ def test_saved_dir_missing_files_is_a_typed_error(fitted, tmp_path):
     (tmp_path / "p" / "scores.npy").unlink()
     with pytest.raises(PredictorStateError, match=r"missing files \['scores.npy'\]"):
         RetrievalPredictor.load(tmp_path / "p")
-    with pytest.raises(PredictorStateError, match="predictor.json is missing"):
+    with pytest.raises(PredictorStateError, match=r"predictor\.json is missing"):
         RetrievalPredictor.load(tmp_path / "nowhere")
 
 
@@ -89,6 +89,7 @@ def test_predict_before_fit_and_bad_arguments():
         RetrievalPredictor().predict(["hello"])
     with pytest.raises(ValueError, match="k must be a positive integer"):
         RetrievalPredictor(k=0)
+
 
 def test_predict_takes_a_sequence_not_a_string(fitted):
     with pytest.raises(InputError, match="not a single string"):

@@ -168,7 +168,7 @@ class RetrievalPredictor(Predictor):
             k=self.k,
             calibrate=self.calibrate,
             models=list(self.models),
-            n_queries=int(len(self._embeddings)),
+            n_queries=len(self._embeddings),
             encoder={
                 "name": ENCODER_NAME,
                 "max_seq_length": self.encoder.max_seq_length,
