@@ -50,8 +50,8 @@ def test_calibration_makes_predictions_match_observed_rates(fitted, small_split)
     train, _ = small_split
     scores = train.scores(fitted.models)
     oof = fitted.out_of_fold.quality
-    # isotonic calibration preserves each model's mean success on the data it was fitted on
-    np.testing.assert_allclose(oof.mean(axis=0), np.nanmean(scores, axis=0), atol=1e-6)
+    # each half is calibrated on the other half, so means match the observed rates up to sampling noise
+    np.testing.assert_allclose(oof.mean(axis=0), np.nanmean(scores, axis=0), atol=0.05)
 
 
 def test_model_missing_among_neighbours_falls_back_to_its_global_mean(small_split):
