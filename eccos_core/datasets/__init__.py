@@ -97,21 +97,6 @@ def unit_score(value: Any, where: str) -> float | None:
     return score
 
 
-def litellm_context_window(litellm_model: str) -> int | None:
-    """Context window (``max_input_tokens``) that LiteLLM's bundled price map gives, or None if unknown.
-
-    Written into the models file so the pool does not depend on the LiteLLM version installed later.
-    """
-    import litellm
-
-    try:
-        info = litellm.get_model_info(litellm_model)
-    except Exception:  # LiteLLM raises several exception types for an unmapped model
-        return None
-    value = info.get("max_input_tokens")
-    return int(value) if value else None
-
-
 def convert(name: str, source_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Convert one registered data set and write ``<out_dir>/<name>.jsonl.gz`` and ``<name>.models.json``.
 
@@ -163,7 +148,6 @@ __all__ = [
     "SHARED_DATA_ENV",
     "ConvertedDataset",
     "convert",
-    "litellm_context_window",
     "load_dataset",
     "shared_data_dir",
 ]

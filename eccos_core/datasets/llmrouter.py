@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from eccos_core.datasets import ConvertedDataset, litellm_context_window, require_dir, require_file, unit_score
+from eccos_core.datasets import ConvertedDataset, require_dir, require_file, unit_score
 from eccos_core.errors import LogFormatError
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 from eccos_core.pricing import ModelSpec
@@ -105,7 +105,6 @@ def _models(source: Path, scored: list[str]) -> tuple[ModelSpec, ...]:
                 litellm_model=litellm_model,
                 input_cost_per_token=input_price,
                 output_cost_per_token=output_price,
-                max_input_tokens=litellm_context_window(litellm_model),
             )
         )
     return tuple(specs)

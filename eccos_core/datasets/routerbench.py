@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from eccos_core.datasets import ConvertedDataset, litellm_context_window, require_dir, require_file, unit_score
+from eccos_core.datasets import ConvertedDataset, require_dir, require_file, unit_score
 from eccos_core.errors import LogFormatError, PricingError
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 from eccos_core.pricing import ModelSpec
@@ -259,7 +259,6 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
                 litellm_model=litellm_model,
                 input_cost_per_token=in_price,
                 output_cost_per_token=out_price,
-                max_input_tokens=litellm_context_window(litellm_model),
             )
         )
         fit_lines.append(
