@@ -11,8 +11,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eccos_core.errors import EccosError
+
+if TYPE_CHECKING:
+    from eccos_core.evaluate import EvalReport
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -43,20 +47,24 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_report(report, started: float) -> None:
+def _print_report(report: EvalReport, started: float) -> None:
     from eccos_core.evaluate import format_table
 
     ds = report.dataset
     print(f"\n{ds['name']}: fitted on {ds['train_queries']} queries, routed {ds['test_queries']} held-out queries")
     print(f"pool: {', '.join(ds['models'])}\n")
     print(format_table(report))
-    met = sum(r["met"] for r in report.comparison)
-    print(f"\nrealized success within 1 point of alpha or above at {met}/{len(report.comparison)} alphas")
+    accepted = [r for r in report.comparison if r["status"] != "quality_unreachable"]
+    met = sum(r["met"] for r in accepted)
+    print(
+        f"\nrealized success within 1 point of alpha or above at {met}/{len(accepted)} alphas the router accepted; "
+        f"{len(report.comparison) - len(accepted)} more were beyond what it can promise (quality_unreachable)"
+    )
     print("costs are USD for the whole held-out split; 'same succ' = cheapest point reaching eccos's success")
     print(f"({time.time() - started:.1f} s)")
 
 
-def _finish(report, args: argparse.Namespace) -> None:
+def _finish(report: EvalReport, args: argparse.Namespace) -> None:
     if args.json:
         print(f"results written to {report.write_json(args.json)}")
     if args.plot:
@@ -96,9 +104,16 @@ def _eval(args: argparse.Namespace) -> int:
         router.guard = QualityGuard.identity()
     name = Path(args.data).name.removesuffix(".gz").removesuffix(".jsonl")
     report = evaluate(
-        train, test, models, router=router, alphas=args.alpha, batch_size=args.batch_size, seed=args.seed,
-        progress=True, name=name,
-    )  # fmt: skip
+        train,
+        test,
+        models,
+        router=router,
+        alphas=args.alpha,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=True,
+        name=name,
+    )
     _print_report(report, started)
     _finish(report, args)
     return 0

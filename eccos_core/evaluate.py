@@ -117,28 +117,40 @@ def _batches(n: int, batch_size: int | None, seed: int) -> list[np.ndarray]:
     return [order[i : i + size] for i in range(0, n, size)]
 
 
-def _point(key: str, value: float | None, chosen: np.ndarray, truth: np.ndarray, cost: np.ndarray,
-           quality: np.ndarray | None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+def _point(
+    key: str,
+    value: float | None,
+    chosen: np.ndarray,
+    truth: np.ndarray,
+    cost: np.ndarray,
+    quality: np.ndarray,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One evaluated point: realized success and cost of the chosen models, and their predicted quality."""
     rows = np.arange(len(chosen))
     point: dict[str, Any] = {
         key: value,
         "success": float(truth[rows, chosen].mean()),
         "cost": float(cost[rows, chosen].sum()),
-        "predicted_quality": None if quality is None else float(quality[rows, chosen].mean()),
+        "predicted_quality": float(quality[rows, chosen].mean()),
     }
     point.update(extra)
     return point
 
 
-def _route_batched(batches: list[np.ndarray], n: int, pick: Callable[[np.ndarray], tuple[np.ndarray, str]]):
-    """Run ``pick`` on every batch; returns the chosen models of all queries and the worst status seen."""
+_STATUS_RANK = {status.value: rank for rank, status in enumerate(SolveStatus)}
+
+
+def _route_batched(
+    batches: list[np.ndarray], n: int, pick: Callable[[np.ndarray], tuple[np.ndarray, str]]
+) -> tuple[np.ndarray, str]:
+    """Run ``pick`` on every batch; returns the chosen model of every query and the worst status of any batch."""
     chosen = np.zeros(n, dtype=int)
-    statuses = set()
+    statuses = []
     for rows in batches:
         chosen[rows], status = pick(rows)
-        statuses.add(status)
-    worst = SolveStatus.QUALITY_UNREACHABLE.value if SolveStatus.QUALITY_UNREACHABLE.value in statuses else None
-    return chosen, worst or sorted(statuses)[0]
+        statuses.append(status)
+    return chosen, max(statuses, key=_STATUS_RANK.__getitem__)
 
 
 def evaluate(
@@ -173,8 +185,8 @@ def evaluate(
     truth = test.scores(names)
     complete = ~np.isnan(truth).any(axis=1)
     if not complete.all():
-        logger.warning("evaluate: %d test queries lack an outcome for some pool model; not routed",
-                       int((~complete).sum()))  # fmt: skip
+        missing = int((~complete).sum())
+        logger.warning("evaluate: %d test queries lack an outcome for some pool model; not routed", missing)
         test = test.subset(np.flatnonzero(complete))
         truth = truth[complete]
     if len(test) == 0:
@@ -185,8 +197,8 @@ def evaluate(
     train_success = np.nanmean(train_truth, axis=0)
     alphas = list(alphas) if alphas is not None else default_alphas(train_success)
 
-    input_tokens = np.array([count_tokens(q) for q in tqdm(test.queries, desc="counting tokens",
-                                                            disable=not progress)], dtype=float)  # fmt: skip
+    counting = tqdm(test.queries, desc="counting tokens", disable=not progress)
+    input_tokens = np.array([count_tokens(q) for q in counting], dtype=float)
     prediction = router.predict(test.queries)
     quality = prediction.quality
     predicted_cost = cost_matrix(router.models, input_tokens, prediction.output_tokens)
@@ -220,8 +232,8 @@ def evaluate(
         points = []
         for alpha in tqdm(alphas, desc=policy, disable=not progress):
             chosen, status = _route_batched(batches, n, factory(alpha))
-            points.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status,
-                                 met=bool(truth[np.arange(n), chosen].mean() >= alpha - TOLERANCE)))  # fmt: skip
+            met = bool(truth[np.arange(n), chosen].mean() >= alpha - TOLERANCE)
+            points.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
         policies[policy] = points
 
     for j, spec in enumerate(models):
@@ -229,8 +241,8 @@ def evaluate(
     rng = np.random.default_rng(seed)
     policies["random"] = [_point("alpha", None, rng.integers(0, m, size=n), truth, cost, quality)]
 
-    # cheapest model first; cost depends only on prices and token counts, not on outcomes, so no leak
-    price_rank = np.argsort(cost.mean(axis=0))
+    # cheapest model first, by predicted cost (prices and predicted lengths: nothing of the test outcomes)
+    price_rank = np.argsort(predicted_cost.mean(axis=0))
     best_single = []
     for alpha in alphas:
         ok = [j for j in price_rank if train_success[j] >= alpha]
@@ -276,7 +288,7 @@ def compare(report: EvalReport) -> list[dict[str, Any]]:
         success = p["success"]
         single = _cheapest_reaching(singles, success)
         pq_same = _cheapest_reaching(per_query_points, success)
-        rows.append({
+        row = {
             "alpha": p["alpha"],
             "status": p["status"],
             "success": success,
@@ -287,7 +299,8 @@ def compare(report: EvalReport) -> list[dict[str, Any]]:
             "per_query_cost_same_success": pq_same,
             "cheapest_single_same_success": single,
             "oracle_cost": oracle[p["alpha"]]["cost"],
-        })  # fmt: skip
+        }
+        rows.append(row)
     return rows
 
 
@@ -297,8 +310,10 @@ def format_table(report: EvalReport) -> str:
     def money(v: float | None) -> str:
         return "-" if v is None else f"{v:.5f}"
 
-    header = (f"{'alpha':>6} {'success':>8} {'met':>4} {'eccos $':>10} {'per-query $':>12} "
-              f"{'pq $ same succ':>14} {'single $ same succ':>18} {'oracle $':>10}  status")  # fmt: skip
+    header = (
+        f"{'alpha':>6} {'success':>8} {'met':>4} {'eccos $':>10} {'per-query $':>12} "
+        f"{'pq $ same succ':>14} {'single $ same succ':>18} {'oracle $':>10}  status"
+    )
     lines = [header, "-" * len(header)]
     for r in report.comparison:
         lines.append(
