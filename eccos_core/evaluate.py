@@ -288,6 +288,7 @@ def compare(report: EvalReport) -> list[dict[str, Any]]:
         success = p["success"]
         single = _cheapest_reaching(singles, success)
         pq_same = _cheapest_reaching(per_query_points, success)
+        knn_same = _cheapest_reaching(report.policies["knn"], success)
         row = {
             "alpha": p["alpha"],
             "status": p["status"],
@@ -298,6 +299,7 @@ def compare(report: EvalReport) -> list[dict[str, Any]]:
             "per_query_success_same_alpha": by_alpha[p["alpha"]]["success"],
             "per_query_cost_same_success": pq_same,
             "cheapest_single_same_success": single,
+            "knn_cost_same_success": knn_same,
             "oracle_cost": oracle[p["alpha"]]["cost"],
         }
         rows.append(row)
@@ -312,13 +314,14 @@ def format_table(report: EvalReport) -> str:
 
     header = (
         f"{'alpha':>6} {'success':>8} {'met':>4} {'eccos $':>10} {'per-query $':>12} "
-        f"{'pq $ same succ':>14} {'single $ same succ':>18} {'oracle $':>10}  status"
+        f"{'pq $ same succ':>14} {'single $ same succ':>18} {'knn $ same succ':>15} {'oracle $':>10}  status"
     )
     lines = [header, "-" * len(header)]
     for r in report.comparison:
         lines.append(
             f"{r['alpha']:>6.2f} {r['success']:>8.3f} {'yes' if r['met'] else 'NO':>4} {money(r['cost']):>10} "
             f"{money(r['per_query_cost_same_alpha']):>12} {money(r['per_query_cost_same_success']):>14} "
-            f"{money(r['cheapest_single_same_success']):>18} {money(r['oracle_cost']):>10}  {r['status']}"
+            f"{money(r['cheapest_single_same_success']):>18} {money(r['knn_cost_same_success']):>15} "
+            f"{money(r['oracle_cost']):>10}  {r['status']}"
         )
     return "\n".join(lines)
