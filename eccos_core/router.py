@@ -549,8 +549,8 @@ class Router:
             )
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )
-        status = str(getattr(assignment.status, "value", assignment.status))
-        message = str(getattr(assignment, "message", "") or "")
+        status = assignment.status.value
+        message = assignment.message
         if not reachable:
             status = "quality_unreachable"
             message = (
@@ -566,7 +566,7 @@ class Router:
             expected_cost=float(cost[rows, index].sum()),
             status=status,
             message=message,
-            solver=str(getattr(assignment, "method", self.method)),
+            solver=assignment.method,
         )
         if status == "quality_unreachable":
             logger.warning(
