@@ -15,14 +15,86 @@ training query without its own outcome, so they err the way predictions on new q
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
+
+from eccos_core.errors import PredictorStateError
 
 logger = logging.getLogger(__name__)
+
+MIN_OUTCOMES = 20
+"""Logged outcomes a model needs before its predictions stand on its own record.
+
+A model with fewer is reported with a warning when a predictor is fitted, and its predicted quality is shrunk
+toward the pool's mean success (:func:`thin_prior`): without it, a model logged once, correctly, is predicted
+``p = 1.00`` for every query and takes every query at moderate ``min_quality``. Its isotonic calibration is not
+fitted either (identity), since a monotone fit to a handful of outcomes maps predictions to 0 or 1."""
+
+
+def thin_prior(score_sum: np.ndarray, score_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per model, a prior p(success) and its weight in pseudo-outcomes, for shrinking thin models.
+
+    A model with ``c < MIN_OUTCOMES`` logged outcomes is given ``MIN_OUTCOMES - c`` pseudo-outcomes at the pool's
+    mean success (a Beta prior centred on it), so its prior is its own mean pulled toward the pool's, and the
+    fewer outcomes it has, the harder. A model with ``MIN_OUTCOMES`` or more gets no pseudo-outcomes: its prior
+    is its own mean success.
+
+    Args:
+        score_sum: Per model, the sum of its logged scores.
+        score_count: Per model, how many outcomes it has.
+
+    Returns:
+        ``(prior, pseudo)``: the prior mean and the number of pseudo-outcomes behind it, per model.
+    """
+    score_sum, score_count = np.asarray(score_sum, dtype=float), np.asarray(score_count, dtype=float)
+    total = score_count.sum()
+    pool_mean = float(score_sum.sum() / total) if total > 0 else 0.5
+    pseudo = np.clip(MIN_OUTCOMES - score_count, 0.0, None)
+    prior = (score_sum + pseudo * pool_mean) / np.maximum(score_count + pseudo, 1.0)
+    return prior, pseudo
+
+
+def warn_thin_models(models: Sequence[str], scores: np.ndarray) -> list[str]:
+    """Warn about models with fewer than :data:`MIN_OUTCOMES` logged outcomes (at fit time); returns them."""
+    counts = (~np.isnan(np.asarray(scores, dtype=float))).sum(axis=0)
+    thin = {name: int(count) for name, count in zip(models, counts, strict=True) if count < MIN_OUTCOMES}
+    if thin:
+        logger.warning(
+            "models with fewer than %d logged outcomes: %s; their predictions are shrunk toward the pool's mean "
+            "success until more outcomes are logged (eccos collect)",
+            MIN_OUTCOMES,
+            ", ".join(f"{name} ({count})" for name, count in thin.items()),
+        )
+    return list(thin)
+
+
+def _knots(value: Any, what: str, *, low: float = -math.inf, high: float = math.inf) -> tuple[float, ...]:
+    """A non-empty list of finite numbers in [low, high] that never decreases, as a tuple."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise PredictorStateError(f"{what} must be a non-empty list of numbers")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+            raise PredictorStateError(f"{what} must hold finite numbers, got {v!r}")
+        out.append(float(v))
+    if any(not low <= v <= high for v in out):
+        raise PredictorStateError(f"{what} must lie in [{low}, {high}]")
+    if np.any(np.diff(out) < 0):
+        raise PredictorStateError(f"{what} must never decrease")
+    return tuple(out)
+
+
+def _mapping(data: Any, keys: Sequence[str], what: str) -> None:
+    if not isinstance(data, dict):
+        raise PredictorStateError(f"{what} must be a JSON object with {list(keys)}")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise PredictorStateError(f"{what} lacks {missing}")
 
 
 @dataclass(frozen=True)
@@ -37,10 +109,12 @@ class IsotonicCalibration:
     @classmethod
     def fit(cls, raw: np.ndarray, scores: np.ndarray) -> IsotonicCalibration:
         """Fit one isotonic regression per column of ``raw`` (N×M) against observed ``scores`` (NaN = unseen)."""
+        from sklearn.isotonic import IsotonicRegression
+
         xs, ys = [], []
         for j in range(raw.shape[1]):
             seen = ~np.isnan(scores[:, j])
-            if seen.sum() < 2:
+            if seen.sum() < MIN_OUTCOMES:  # too few outcomes for a monotone fit: identity (see MIN_OUTCOMES)
                 xs.append((0.0, 1.0))
                 ys.append((0.0, 1.0))
                 continue
@@ -63,8 +137,22 @@ class IsotonicCalibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibration:
-        """Inverse of :meth:`to_dict`."""
-        return cls(tuple(tuple(v) for v in data["x"]), tuple(tuple(v) for v in data["y"]))
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            PredictorStateError: The knot lists are missing, of unequal lengths, not finite, decreasing, or
+                (calibrated values) outside [0, 1]: such a calibration would load and then fail at plan time.
+        """
+        _mapping(data, ("x", "y"), "a calibration")
+        xs, ys = data["x"], data["y"]
+        if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys) or not xs:
+            raise PredictorStateError("a calibration needs 'x' and 'y' lists with one knot list per model each")
+        x = tuple(_knots(v, f"calibration x[{j}]") for j, v in enumerate(xs))
+        y = tuple(_knots(v, f"calibration y[{j}]", low=0.0, high=1.0) for j, v in enumerate(ys))
+        unequal = [j for j, (a, b) in enumerate(zip(x, y, strict=True)) if len(a) != len(b)]
+        if unequal:
+            raise PredictorStateError(f"calibration knot lists x and y differ in length for models {unequal}")
+        return cls(x, y)
 
 
 @dataclass(frozen=True)
@@ -110,6 +198,8 @@ class QualityGuard:
             z: Standard errors subtracted from each measured success rate before it is trusted: the held-out
                 queries are a sample, and a promise of α should hold on the next sample too.
         """
+        from sklearn.isotonic import IsotonicRegression
+
         from eccos_core.optimize import SolveStatus, solve
 
         quality = np.asarray(out_of_fold.quality, dtype=float)
@@ -180,5 +270,19 @@ class QualityGuard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QualityGuard:
-        """Inverse of :meth:`to_dict`."""
-        return cls(tuple(float(a) for a in data["alphas"]), tuple(float(t) for t in data["targets"]))
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            PredictorStateError: ``alphas`` / ``targets`` missing, of unequal length, shorter than two, not
+                finite, decreasing, or outside [-1, 1] / [0, 1] (realized success less its standard error may dip
+                below 0; an internal target may not).
+        """
+        _mapping(data, ("alphas", "targets"), "a quality guard")
+        alphas = _knots(data["alphas"], "guard 'alphas'", low=-1.0, high=1.0)
+        targets = _knots(data["targets"], "guard 'targets'", low=0.0, high=1.0)
+        if len(alphas) != len(targets) or len(alphas) < 2:
+            raise PredictorStateError(
+                f"guard 'alphas' and 'targets' must be two equally long lists of at least 2 points, got "
+                f"{len(alphas)} and {len(targets)}"
+            )
+        return cls(alphas, targets)

@@ -37,3 +37,15 @@ class PredictorStateError(EccosError, ValueError):
 
 class DispatchError(EccosError, RuntimeError):
     """Every model that could take a call failed at the provider."""
+
+
+class CapabilityError(InputError):
+    """No pool model can serve a call's needs (tools, images, a response schema, its max_tokens)."""
+
+
+class CredentialError(ConfigError):
+    """A provider credential is missing or was rejected: a configuration problem, never a fallback cause."""
+
+
+class StreamInterruptedError(DispatchError):
+    """A provider failed after its first streamed chunk; the call is not restarted (text would repeat)."""

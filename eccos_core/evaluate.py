@@ -11,6 +11,17 @@ input price + logged output tokens × output price). Policies:
 * ``best-single``: the cheapest single model whose success on the training logs reached α.
 * ``knn``: RouterBench-style argmax of predicted quality − λ·cost, swept over λ.
 * ``oracle``: the same optimizer given the true outcomes (the lower bound on cost at each α).
+
+With ``replay`` / ``replay_sorted`` / ``budget`` (``eccos eval --replay --replay-sorted --budget``), the policies
+of single calls and of budgets too (:func:`stream_policies`):
+
+* ``strict``: each query routed alone as a batch of one (every call reaches α on its own: the guard's target
+  for α, per query);
+* ``dual-replay``: the test split sent one query at a time in a random order, each routed at its stream's
+  price on quality (``policy="dual"``, the default for single calls), the price adapting as it goes;
+* ``dual-replay-sorted``: the same with the test split sorted by task (a traffic shift);
+* ``budget``: the batch plan with the best mean predicted quality within a total budget, over a grid of
+  budgets; ``budget-replay``: the same budgets spread per call over a one-at-a-time replay.
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eccos_core.logs import RoutingLogs
+from eccos_core.messages import count_text_tokens
 from eccos_core.optimize import SolveStatus, per_query, solve
-from eccos_core.pricing import ModelSpec, cost_matrix, count_tokens
+from eccos_core.pricing import ModelSpec, cost_matrix
 
 if TYPE_CHECKING:
     from eccos_core.router import Router
@@ -72,7 +84,14 @@ class EvalReport:
                 continue
             xs = [p["cost"] for p in points]
             ys = [p["success"] for p in points]
-            style = {"eccos": "o-", "oracle": "k--", "per-query": "s-", "knn": "^-", "best-single": "d-"}
+            style = {
+                "eccos": "o-",
+                "oracle": "k--",
+                "per-query": "s-",
+                "knn": "^-",
+                "best-single": "d-",
+                **STREAM_STYLE,
+            }
             ax.plot(xs, ys, style.get(name, "x"), label=name, markersize=4)
         for name, points in singles.items():
             ax.scatter([points[0]["cost"]], [points[0]["success"]], marker="*", s=60)
@@ -164,6 +183,10 @@ def evaluate(
     seed: int = 0,
     progress: bool = False,
     name: str = "routing logs",
+    predictor: str = "retrieval",
+    replay: bool = False,
+    replay_sorted: bool = False,
+    budget: bool = False,
 ) -> EvalReport:
     """Fit on ``train`` (unless a fitted ``router`` is given), route ``test`` with every policy, measure.
 
@@ -177,8 +200,12 @@ def evaluate(
         seed: Seeds the batch order and the ``random`` policy.
         progress: Show progress bars.
         name: Dataset name for the report.
+        predictor: Kind of predictor to fit when no ``router`` is given (:data:`eccos_core.predictors.KINDS`).
+        replay: Add ``strict`` and ``dual-replay`` (one query at a time, random order; see :func:`stream_policies`).
+        replay_sorted: Add ``dual-replay-sorted`` (one at a time, sorted by task).
+        budget: Add ``budget`` and ``budget-replay`` over a grid of total budgets.
     """
-    from eccos_core.predictors.retrieval import RetrievalPredictor
+    from eccos_core.predictors import make_predictor
     from eccos_core.router import Router
 
     names = [m.name for m in models]
@@ -192,13 +219,13 @@ def evaluate(
     if len(test) == 0:
         raise ValueError("no test query has an outcome for every model of the pool")
     if router is None:
-        router = Router.fit(models, train, RetrievalPredictor(show_progress=progress))
+        router = Router.fit(models, train, make_predictor(predictor, show_progress=progress))
     train_truth = train.scores(names)
     train_success = np.nanmean(train_truth, axis=0)
     alphas = list(alphas) if alphas is not None else default_alphas(train_success)
 
-    counting = tqdm(test.queries, desc="counting tokens", disable=not progress)
-    input_tokens = np.array([count_tokens(q) for q in counting], dtype=float)
+    counting = tqdm(test.queries, desc="counting tokens", disable=not progress, leave=False)
+    input_tokens = np.array([count_text_tokens(q) for q in counting], dtype=float)
     prediction = router.predict(test.queries)
     quality = prediction.quality
     predicted_cost = cost_matrix(router.models, input_tokens, prediction.output_tokens)
@@ -210,7 +237,7 @@ def evaluate(
     def eccos_pick(alpha: float) -> Callable[[np.ndarray], tuple[np.ndarray, str]]:
         def pick(rows: np.ndarray) -> tuple[np.ndarray, str]:
             plan = router.plan_prediction(prediction.rows(rows), input_tokens[rows], alpha)
-            return np.array([names.index(q.model) for q in plan.queries]), plan.status
+            return np.array([names.index(q.model) for q in plan.queries]), plan.status.value
 
         return pick
 
@@ -230,7 +257,7 @@ def evaluate(
 
     for policy, factory in (("eccos", eccos_pick), ("per-query", per_query_pick), ("oracle", oracle_pick)):
         points = []
-        for alpha in tqdm(alphas, desc=policy, disable=not progress):
+        for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
             chosen, status = _route_batched(batches, n, factory(alpha))
             met = bool(truth[np.arange(n), chosen].mean() >= alpha - TOLERANCE)
             points.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
@@ -256,6 +283,22 @@ def evaluate(
         chosen = np.argmax(quality - lam * predicted_cost / scale, axis=1)
         knn.append(_point("lambda", float(lam), chosen, truth, cost, quality))
     policies["knn"] = knn
+    if replay or replay_sorted or budget:
+        streams = stream_policies(
+            router,
+            alphas,
+            quality,
+            predicted_cost,
+            truth,
+            cost,
+            test.tasks,
+            seed=seed,
+            replay=replay,
+            replay_sorted=replay_sorted,
+            budget=budget,
+            progress=progress,
+        )
+        policies.update(streams)
 
     dataset = {
         "name": name,
@@ -264,6 +307,7 @@ def evaluate(
         "models": names,
         "batch_size": batch_size or n,
         "seed": seed,
+        "predictor": getattr(router.predictor, "kind", type(router.predictor).__name__),
         "train_success": dict(zip(names, map(float, train_success), strict=True)),
         "guard": router.guard.to_dict() if router.guard is not None else None,
     }
@@ -325,3 +369,336 @@ def format_table(report: EvalReport) -> str:
             f"{money(r['oracle_cost']):>10}  {r['status']}"
         )
     return "\n".join(lines)
+
+
+def prediction_metrics(prediction: Any, logs: RoutingLogs) -> dict[str, float]:
+    """How good a predictor's raw predictions are on held-out logs, pooled over every (query, model) outcome.
+
+    ``auroc`` ranks p(success) against scores binarized at 0.5, ``brier`` is the squared error against the score
+    itself (fractional scores count as they are), ``length_mae`` the absolute error of predicted output tokens
+    where lengths are logged (NaN where none are).
+    """
+    from eccos_core.predictors.trained import pooled_auroc
+
+    names = list(prediction.models)
+    scores = logs.scores(names)
+    seen = ~np.isnan(scores)
+    tokens = logs.matrix("output_tokens", names)
+    logged = ~np.isnan(tokens)
+    errors = np.abs(prediction.output_tokens - tokens)[logged]
+    return {
+        "auroc": pooled_auroc(prediction.quality, scores),
+        "brier": float(np.mean((prediction.quality[seen] - scores[seen]) ** 2)),
+        "length_mae": float(errors.mean()) if logged.any() else float("nan"),
+        "pairs": int(seen.sum()),
+    }
+
+
+def evaluate_guarantee(
+    router: Router,
+    train: RoutingLogs,
+    test: RoutingLogs,
+    *,
+    confidence: float,
+    batch_size: int = 100,
+    n_batches: int = 200,
+    alphas: Sequence[float] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Per α, how often a random test batch reached α in plain mode and in guarantee mode, and at what cost.
+
+    Plain mode routes each batch at the guard's target for α (a promise on average); guarantee mode at the
+    target for α plus the :class:`~eccos_core.guarantee.BatchMargin` fitted on the training queries'
+    out-of-fold predictions, which should put at least ``confidence`` of the batches at or above α. Both solve
+    with :func:`eccos_core.optimize.solve` on the same ``n_batches`` random batches of ``batch_size`` queries.
+    """
+    oof = getattr(router.predictor, "out_of_fold", None)
+    if oof is None:
+        raise ValueError("guarantee mode needs a predictor with out-of-fold predictions")
+    names = [m.name for m in router.models]
+    test = test.subset(np.flatnonzero(~np.isnan(test.scores(names)).any(axis=1)))
+    return guarantee_rows(
+        router.models,
+        router.guard,
+        oof.select(names),
+        train,
+        test,
+        router.predict(test.queries),
+        confidence=confidence,
+        batch_size=batch_size,
+        n_batches=n_batches,
+        alphas=alphas,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def guarantee_rows(
+    models: Sequence[ModelSpec],
+    guard: Any,
+    out_of_fold: Any,
+    train: RoutingLogs,
+    test: RoutingLogs,
+    prediction: Any,
+    *,
+    confidence: float,
+    batch_size: int = 100,
+    n_batches: int = 200,
+    alphas: Sequence[float] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    time_limit: float = 10.0,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_guarantee` from predictions already made (benchmarks reuse one prediction this way).
+
+    ``out_of_fold`` is for ``train``, ``prediction`` for ``test`` (every test query must have an outcome for
+    every model), both with columns in pool order. ``time_limit`` bounds each solve, as the router's does.
+    """
+    from eccos_core.guarantee import BatchMargin
+
+    names = [m.name for m in models]
+    train_tokens = np.array([count_text_tokens(q) for q in train.queries], dtype=float)
+    train_cost = cost_matrix(models, train_tokens, np.nan_to_num(out_of_fold.output_tokens).clip(0, None))
+    quality = np.clip(out_of_fold.quality, 0.0, 1.0)
+    margin = BatchMargin.fit(quality, train.scores(names), train_cost, guard, seed=seed, time_limit=time_limit)
+    truth = test.scores(names)
+    tokens = np.array([count_text_tokens(q) for q in test.queries], dtype=float)
+    predicted_cost = cost_matrix(models, tokens, np.nan_to_num(prediction.output_tokens).clip(0, None))
+    cost = realized_cost(test, models, tokens)
+    rng = np.random.default_rng(seed)
+    size = min(batch_size, len(test))
+    batches = [rng.choice(len(test), size, replace=False) for _ in range(n_batches)]
+    alphas = list(alphas) if alphas is not None else default_alphas(np.nanmean(train.scores(names), axis=0))
+    rows = []
+    for alpha in tqdm(alphas, desc="guarantee", disable=not progress, leave=False):
+        reachable = guard.reachable(alpha)
+        targets = {
+            "plain": guard.target(alpha) if reachable else 1.0,
+            "guaranteed": margin.target(guard, alpha, size, confidence) if reachable else 1.0,
+        }
+        runs: dict[str, list[tuple[float, float, str]]] = {mode: [] for mode in targets}
+        for batch in batches:
+            for mode, target in targets.items():
+                quality_b = np.clip(prediction.quality[batch], 0, 1)
+                a = solve(predicted_cost[batch], quality_b, float(min(1.0, target)), time_limit=time_limit)
+                picked = a.model_index
+                runs[mode].append(
+                    (float(truth[batch, picked].mean()), float(cost[batch, picked].sum()), a.status.value)
+                )
+        extra = margin.margin(size, confidence, alpha)
+        rows.append(_guarantee_row(alpha, extra, runs, reachable))
+        # a guarantee needs α + margin within what routing reached on held-out data; above it, best effort only
+        rows[-1]["promisable"] = bool(reachable and guard.reachable(min(1.0, alpha + extra)))
+    return rows
+
+
+def _guarantee_row(
+    alpha: float, margin: float, runs: dict[str, list[tuple[float, float, str]]], reachable: bool
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"alpha": alpha, "margin": margin, "reachable": reachable}
+    for mode, results in runs.items():
+        success = np.array([r[0] for r in results])
+        row[f"{mode}_share"] = float((success >= alpha - 1e-12).mean())
+        row[f"{mode}_mean_success"] = float(success.mean())
+        row[f"{mode}_p10_success"] = float(np.quantile(success, 0.1))
+        row[f"{mode}_cost"] = float(np.mean([r[1] for r in results]))
+        row[f"{mode}_unreachable"] = sum(r[2] == SolveStatus.QUALITY_UNREACHABLE.value for r in results)
+    row["premium"] = row["guaranteed_cost"] / row["plain_cost"] - 1.0 if row["plain_cost"] > 0 else float("nan")
+    return row
+
+
+def format_guarantee(rows: Sequence[dict[str, Any]], confidence: float, batch_size: int) -> str:
+    """The guarantee-mode comparison as a fixed-width text table."""
+    header = (
+        f"{'alpha':>6} {'margin':>7} {'plain share>=a':>15} {'guar. share>=a':>15} {'plain mean':>10} "
+        f"{'guar. mean':>10} {'plain $/batch':>13} {'guar. $/batch':>13} {'premium':>8}"
+    )
+    lines = [f"guarantee mode: confidence {confidence:.2f}, batches of {batch_size}", header, "-" * len(header)]
+    for r in rows:
+        flag = "" if r.get("promisable", r["reachable"]) else "  (alpha + margin beyond reach: best effort)"
+        flag = flag if r["reachable"] else "  (alpha beyond the guard's range)"
+        lines.append(
+            f"{r['alpha']:>6.2f} {r['margin']:>7.3f} {r['plain_share']:>15.3f} {r['guaranteed_share']:>15.3f} "
+            f"{r['plain_mean_success']:>10.3f} {r['guaranteed_mean_success']:>10.3f} {r['plain_cost']:>13.6f} "
+            f"{r['guaranteed_cost']:>13.6f} {r['premium']:>+8.1%}{flag}"
+        )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ single calls
+STREAM_STYLE = {"strict": "v-", "dual-replay": "o:", "dual-replay-sorted": "P:", "budget": "D-", "budget-replay": "*:"}
+"""Plot styles of the policies :func:`stream_policies` adds."""
+
+
+def stream_policies(
+    router: Router,
+    alphas: Sequence[float],
+    quality: np.ndarray,
+    predicted_cost: np.ndarray,
+    truth: np.ndarray,
+    cost: np.ndarray,
+    tasks: Sequence[str | None],
+    *,
+    seed: int = 0,
+    replay: bool = True,
+    replay_sorted: bool = True,
+    budget: bool = True,
+    budgets: int = 24,
+    progress: bool = False,
+) -> dict[str, list[dict[str, Any]]]:
+    """Policies of single calls and budgets on the test split's predictions (see the module docstring).
+
+    Each replay starts fresh streams from the router's fitted prices (its live streams are left alone) and routes
+    the queries in order, one at a time; its points carry ``target``, the stream's internal target. Budget points
+    are keyed by the total budget (USD, predicted), and carry the plan's ``predicted_cost``.
+    """
+    from eccos_core.optimize.budget import solve_budget
+
+    n = len(truth)
+    rows = np.arange(n)
+    order = np.random.default_rng(seed).permutation(n)
+    labels = np.array(["" if t is None else str(t) for t in tasks])
+    by_task = order[np.argsort(labels[order], kind="stable")]
+    out: dict[str, list[dict[str, Any]]] = {}
+
+    if replay:
+        strict = []
+        for alpha in alphas:
+            reachable = router.guard.reachable(alpha)
+            target = float(np.clip(router.guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
+            chosen = per_query(predicted_cost, quality, target).model_index
+            status = "feasible" if reachable else "quality_unreachable"
+            met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
+            strict.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
+        out["strict"] = strict
+    orders = {"dual-replay": order} if replay else {}
+    if replay_sorted:
+        orders["dual-replay-sorted"] = by_task
+    for policy, sequence in orders.items():
+        points = []
+        for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
+            stream = router.dual.new_quality_stream(alpha, router.guard)
+            chosen = np.empty(n, dtype=int)
+            chosen[sequence] = stream.replay(quality[sequence], predicted_cost[sequence])
+            status = "feasible" if router.dual.reachable(alpha, router.guard) else "quality_unreachable"
+            met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
+            points.append(
+                _point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met, target=stream.target)
+            )
+        out[policy] = points
+    if budget:
+        cheapest = float(predicted_cost.min(axis=1).sum())
+        best = float(predicted_cost[rows, np.argmax(quality - 1e-12 * predicted_cost, axis=1)].sum())
+        grid = np.geomspace(max(cheapest, 1e-12), max(best, cheapest * 1.01, 1e-12), budgets)
+        batch, stream_points = [], []
+        for total in tqdm(grid, desc="budget", disable=not progress, leave=False):
+            found = solve_budget(predicted_cost, quality, float(total), time_limit=5.0)
+            batch.append(
+                _point(
+                    "budget",
+                    float(total),
+                    found.model_index,
+                    truth,
+                    cost,
+                    quality,
+                    status=found.status.value,
+                    predicted_cost=found.expected_cost,
+                )
+            )
+            stream = router.dual.new_budget_stream(float(total) / n)
+            chosen = np.empty(n, dtype=int)
+            chosen[order] = stream.replay(quality[order], predicted_cost[order])
+            stream_points.append(
+                _point(
+                    "budget",
+                    float(total),
+                    chosen,
+                    truth,
+                    cost,
+                    quality,
+                    predicted_cost=float(predicted_cost[rows, chosen].sum()),
+                )
+            )
+        out["budget"] = batch
+        out["budget-replay"] = stream_points
+    return out
+
+
+def format_streams(report: EvalReport) -> str:
+    """Single calls vs the batch plan at each α, and the budget curve, as fixed-width text tables."""
+    policies = report.policies
+    batch = {p["alpha"]: p for p in policies["eccos"]}
+    columns = [name for name in ("strict", "dual-replay", "dual-replay-sorted") if name in policies]
+    lines: list[str] = []
+    if columns:
+        by = {name: {p["alpha"]: p for p in policies[name]} for name in columns}
+        header = f"{'alpha':>6} {'batch succ':>10} {'batch $':>9}" + "".join(
+            f" {name + ' succ':>{max(12, len(name) + 5)}} {'$':>9} {'x batch':>7}" for name in columns
+        )
+        lines += [header, "-" * len(header)]
+        for alpha, b in batch.items():
+            line = f"{alpha:>6.2f} {b['success']:>10.3f} {b['cost']:>9.5f}"
+            for name in columns:
+                p = by[name].get(alpha)
+                if p is None:
+                    line += " " * (max(12, len(name) + 5) + 19)
+                    continue
+                mark = "" if p["met"] or p["status"] == "quality_unreachable" else "!"
+                succ = f"{p['success']:.3f}{mark}"
+                ratio = p["cost"] / b["cost"] if b["cost"] > 0 else float("nan")
+                line += f" {succ:>{max(12, len(name) + 5)}} {p['cost']:>9.5f} {ratio:>7.2f}"
+            line += "" if b["status"] != "quality_unreachable" else "  (unreachable)"
+            lines.append(line)
+        lines.append("'!' = realized success more than 1 point below alpha at an alpha the router accepted")
+    if "budget" in policies:
+        if lines:
+            lines.append("")
+        header = f"{'budget $':>10} {'batch succ':>10} {'batch $':>9} {'replay succ':>11} {'replay $':>9}  status"
+        lines += [header, "-" * len(header)]
+        for b, r in zip(policies["budget"], policies.get("budget-replay", []), strict=False):
+            lines.append(
+                f"{b['budget']:>10.5f} {b['success']:>10.3f} {b['cost']:>9.5f} {r['success']:>11.3f} "
+                f"{r['cost']:>9.5f}  {b['status']}"
+            )
+        lines.append("budgets are on predicted cost; the $ columns are realized (logged) cost of the test split")
+    return "\n".join(lines)
+
+
+def plot_streams(report: EvalReport, path: str | Path) -> Path:
+    """Realized cost vs success of the batch plan (quality-constrained), the budget curve and the replays."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    style = {"eccos": "o-", "oracle": "k--", **STREAM_STYLE}
+    labels = {
+        "eccos": "batch, min_quality (eccos)",
+        "budget": "batch, budget",
+        "dual-replay": "one at a time, dual price",
+        "dual-replay-sorted": "one at a time by task, dual price",
+        "budget-replay": "one at a time, budget per call",
+        "strict": "one at a time, strict",
+        "oracle": "oracle",
+    }
+    for name, label in labels.items():
+        points = report.policies.get(name)
+        if not points:
+            continue
+        xs = [p["cost"] for p in points]
+        ys = [p["success"] for p in points]
+        ax.plot(xs, ys, style[name], label=label, markersize=4, alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_xlabel("realized cost of the test split (USD, log scale)")
+    ax.set_ylabel("realized success")
+    ax.set_title(f"{report.dataset.get('name', 'routing logs')}: budget and per-call routing vs the batch plan")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -6,7 +6,8 @@ The on-disk format is JSONL (optionally gzip-compressed), one query per line::
      "outcomes": {"<model name>": {"score": 1.0, "output_tokens": 212,
                                    "input_tokens": 85, "cost": 0.00015}}}
 
-``score`` in [0, 1] is required for every listed model; the other outcome fields are optional.
+``score`` in [0, 1] is required for every listed model; the other outcome fields are optional. Several lines
+may share an ``id``: each adds outcomes of more models to that query (how ``eccos collect`` appends results).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import math
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,9 @@ import numpy as np
 
 from eccos_core.errors import LogFormatError
 
-_OPTIONAL_FIELDS = ("output_tokens", "input_tokens", "cost")
+logger = logging.getLogger(__name__)
+
+_OPTIONAL_FIELDS = ("output_tokens", "input_tokens", "cost", "latency_s")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Outcome:
     """Prompt tokens billed for the call, if logged."""
     cost: float | None = None
     """USD actually paid for the call, if logged."""
+    latency_s: float | None = None
+    """Seconds the call took, if logged (``eccos collect`` logs it)."""
 
     def to_dict(self) -> dict[str, float]:
         """JSON form, leaving out fields that were not logged."""
@@ -131,12 +138,26 @@ class RoutingLogs(Sequence[LogRecord]):
         return self.matrix("score", models)
 
 
+MAX_OUTCOME_VALUE = 1e9
+"""Largest ``output_tokens``, ``input_tokens``, ``cost`` (USD) or ``latency_s`` one logged call may have. No call
+writes a billion tokens or costs a billion dollars, and beyond this a value overflows the cost matrix (``1e308``
+times a price is ``inf``), so a larger one is a corrupt log, not data."""
+
+
 def _number(value: Any, what: str, where: str, *, unit_interval: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LogFormatError(f"{where}: {what} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise LogFormatError(f"{where}: {what} is too large for a float; give a plausible number") from None
     if math.isnan(number) or math.isinf(number):
         raise LogFormatError(f"{where}: {what} is {number}; drop the outcome or give a finite number")
+    if number > MAX_OUTCOME_VALUE:
+        raise LogFormatError(
+            f"{where}: {what} is {number:g}, more than {MAX_OUTCOME_VALUE:g}; no single call has that many tokens, "
+            "dollars or seconds, so the log is corrupt there: fix or drop the outcome"
+        )
     if unit_interval and not 0.0 <= number <= 1.0:
         raise LogFormatError(f"{where}: {what} must lie in [0, 1], got {number}")
     if number < 0:
@@ -148,6 +169,7 @@ def parse_record(data: Any, where: str) -> LogRecord:
     """Validate one decoded JSON object as a :class:`LogRecord`; ``where`` names it in errors."""
     if not isinstance(data, dict):
         raise LogFormatError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    _duplicates(data, where, "fields")
     for key in ("id", "query", "outcomes"):
         if key not in data:
             raise LogFormatError(f"{where}: missing required field {key!r}")
@@ -160,16 +182,70 @@ def parse_record(data: Any, where: str) -> LogRecord:
     raw_outcomes = data["outcomes"]
     if not isinstance(raw_outcomes, dict) or not raw_outcomes:
         raise LogFormatError(f"{where}: 'outcomes' must be a non-empty object of model name -> outcome")
+    _duplicates(raw_outcomes, where, "'outcomes' lists models")
     outcomes: dict[str, Outcome] = {}
     for name, raw in raw_outcomes.items():
         at = f"{where}: outcome of model {name!r}"
         if not isinstance(raw, dict):
             raise LogFormatError(f"{at} must be an object with at least 'score'")
+        _duplicates(raw, at, "has fields")
         if "score" not in raw:
             raise LogFormatError(f"{at} lacks the required 'score' (a number in [0, 1])")
         optional = {key: _number(raw[key], repr(key), at) for key in _OPTIONAL_FIELDS if raw.get(key) is not None}
         outcomes[name] = Outcome(score=_number(raw["score"], "'score'", at, unit_interval=True), **optional)
     return LogRecord(id=str(data["id"]), query=query, outcomes=outcomes, task=task)
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a log file, decoded line by line so that an error can name its line.
+
+    Raises:
+        LogFormatError: A line that is not UTF-8, or gzip data that is truncated or corrupt (a file named
+            ``.gz`` that is not gzip), naming the file and the line where reading stopped.
+    """
+    number = 0
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if not raw.endswith(b"\n"):  # a last line torn inside a character: load_logs skips it
+                        yield number, raw.decode("utf-8", "replace")
+                        continue
+                    raise LogFormatError(
+                        f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of "
+                        "the line); re-save the file as UTF-8"
+                    ) from None
+                yield number, text
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            read = f"lines 1-{number} were read" if number else "not one line could be read"
+            raise LogFormatError(
+                f"{path}:{number + 1}: the gzip data is truncated or corrupt ({exc}); {read}. Write the file again "
+                "(or give a plain .jsonl a name without .gz)"
+            ) from None
+
+
+class _JSONObject(dict):
+    """A decoded JSON object that remembers the keys it held twice (plain ``json`` keeps the last silently)."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> _JSONObject:
+        obj = cls(pairs)
+        if len(obj) < len(pairs):
+            keys = [key for key, _ in pairs]
+            obj.duplicates = tuple(dict.fromkeys(key for key in keys if keys.count(key) > 1))
+        return obj
+
+
+def _duplicates(obj: Any, where: str, what: str) -> None:
+    if getattr(obj, "duplicates", ()):
+        raise LogFormatError(
+            f"{where}: {what} {list(obj.duplicates)} given twice in one JSON object (JSON would keep only the last, "
+            "silently); keep one of them"
+        )
 
 
 def _open_text(path: Path, mode: str) -> IO[str]:
@@ -183,31 +259,77 @@ def _open_text(path: Path, mode: str) -> IO[str]:
 def load_logs(path: str | Path) -> RoutingLogs:
     """Read a routing-log JSONL file (``.jsonl`` or ``.jsonl.gz``).
 
+    Lines that share an ``id`` are one query: each adds the outcomes of more models (``eccos collect`` appends
+    one line per finished (query, model)). A last line cut off before its newline, as a writer killed mid-line
+    leaves it, is skipped with a warning; any other malformed line is an error.
+
     Raises:
-        LogFormatError: naming the file and line of the first malformed record, or duplicate ids.
+        LogFormatError: naming the file and line of the first malformed record, of an id whose lines disagree
+            on the query text or task, or of a model's second outcome for one id.
     """
     path = Path(path)
     if not path.is_file():
         raise LogFormatError(f"routing log {path} does not exist")
-    records: list[LogRecord] = []
-    seen: dict[str, int] = {}
-    with _open_text(path, "r") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LogFormatError(f"{where}: not valid JSON ({exc.msg})") from None
-            record = parse_record(data, where)
-            if record.id in seen:
-                raise LogFormatError(f"{where}: id {record.id!r} already used on line {seen[record.id]}")
-            seen[record.id] = number
-            records.append(record)
-    if not records:
+    merged: dict[str, dict[str, Any]] = {}
+    for number, line in _read_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line, object_pairs_hook=_JSONObject.from_pairs)
+        except json.JSONDecodeError as exc:
+            if not line.endswith("\n"):
+                logger.warning(
+                    "%s: skipped the last line, cut off before its newline (a writer stopped mid-line)", where
+                )
+                break
+            raise LogFormatError(f"{where}: not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # a number with thousands of digits, nesting too deep
+            raise LogFormatError(
+                f"{where}: not a usable JSON record ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        _merge(merged, parse_record(data, where), number, where)
+    if not merged:
         raise LogFormatError(f"routing log {path} holds no records")
-    return RoutingLogs(tuple(records), str(path))
+    records = tuple(
+        LogRecord(id=key, query=entry["query"], outcomes=entry["outcomes"], task=entry["task"])
+        for key, entry in merged.items()
+    )
+    return RoutingLogs(records, str(path))
+
+
+def _merge(merged: dict[str, dict[str, Any]], record: LogRecord, number: int, where: str) -> None:
+    """Add one line's record to the records read so far, joining it to earlier lines of the same id."""
+    entry = merged.get(record.id)
+    if entry is None:
+        merged[record.id] = {
+            "query": record.query,
+            "task": record.task,
+            "outcomes": dict(record.outcomes),
+            "line": number,
+            "lines": dict.fromkeys(record.outcomes, number),
+        }
+        return
+    first = entry["line"]
+    if record.query != entry["query"]:
+        raise LogFormatError(
+            f"{where}: id {record.id!r} has another query text than on line {first}; one id names one query, "
+            "so give this query its own id"
+        )
+    if record.task is not None:
+        if entry["task"] is not None and entry["task"] != record.task:
+            raise LogFormatError(
+                f"{where}: id {record.id!r} has task {record.task!r} but {entry['task']!r} on line {first}"
+            )
+        entry["task"] = record.task
+    for name, outcome in record.outcomes.items():
+        if name in entry["lines"]:
+            raise LogFormatError(
+                f"{where}: model {name!r} already has an outcome for id {record.id!r} on line "
+                f"{entry['lines'][name]}; keep one of them"
+            )
+        entry["outcomes"][name] = outcome
+        entry["lines"][name] = number
 
 
 def write_logs(logs: Iterable[LogRecord], path: str | Path) -> Path:

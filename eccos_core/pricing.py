@@ -13,8 +13,11 @@ error that names it, never a silent 0.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import numbers
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,31 +27,39 @@ import numpy as np
 import yaml
 
 from eccos_core.errors import ConfigError, PricingError
+from eccos_core.litellm_env import quiet_litellm
+from eccos_core.messages import Needs
+from eccos_core.redaction import is_secret_param, redact_params
+
+logger = logging.getLogger("eccos.pricing")
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # LiteLLM tries to download Hugging Face tokenizers for some model ids; offline that stalls for ~20 s
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-_SECRET_MARKERS = ("key", "secret", "token", "password", "authorization", "credential")
+DEFAULT_TIMEOUT = 120.0
+"""Seconds a provider may take to answer one call before it counts as failed and the call falls back."""
 
-
-def is_secret_param(name: str) -> bool:
-    """Whether a LiteLLM parameter name holds a credential that must never be logged or reported."""
-    lowered = name.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
+_CAPABILITIES = {
+    "supports_tools": "supports_function_calling",
+    "supports_vision": "supports_vision",
+    "supports_response_schema": "supports_response_schema",
+}
+"""ModelSpec capability flag → LiteLLM model-info key it defaults to."""
 
 
 def _litellm_info(litellm_model: str) -> dict[str, Any] | None:
     import litellm
 
     try:
-        return dict(litellm.get_model_info(litellm_model))
+        with quiet_litellm():  # an unmapped model makes LiteLLM print a "Provider List" banner
+            return dict(litellm.get_model_info(litellm_model))
     except Exception:  # LiteLLM raises several exception types for an unmapped model
         return None
 
 
 def _check_price(name: str, which: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PricingError(f"model {name!r}: {which} must be a number, got {value!r}")
     price = float(value)
     if math.isnan(price) or math.isinf(price) or price < 0:
@@ -77,19 +88,41 @@ class ModelSpec:
     """Most queries of one batch this model may take (``None`` = no cap)."""
     max_input_tokens: int | None = None
     """Context window in prompt tokens; ``None`` takes LiteLLM's value, or no limit if it has none."""
+    max_output_tokens: int | None = None
+    """Most completion tokens the model can write; a call asking for more (``max_tokens``) is not sent to it.
+    ``None`` takes LiteLLM's value, or no limit if it has none."""
+    supports_tools: bool | None = None
+    """Takes ``tools`` / tool calls; ``None`` takes LiteLLM's model info (unknown = no)."""
+    supports_vision: bool | None = None
+    """Takes image content; ``None`` takes LiteLLM's model info (unknown = no)."""
+    supports_response_schema: bool | None = None
+    """Takes ``response_format`` with a JSON schema; ``None`` takes LiteLLM's model info (unknown = no)."""
+    prompt_overhead_tokens: int = 0
+    """Prompt tokens the model's chat template adds to every call beyond OpenAI's framing (e.g. a default system
+    prompt); counted in the planned cost. Prompts are counted with one tokenizer for the whole pool."""
+    timeout: float | None = None
+    """Seconds to wait for this model's answer before falling back (default :data:`DEFAULT_TIMEOUT`)."""
     litellm_params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """Extra keyword arguments for ``litellm.completion`` for this model only."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(f"every model needs a non-empty 'name', got {self.name!r}")
+            shown = repr(self.name) if isinstance(self.name, str) else f"a {type(self.name).__name__}"
+            raise ConfigError(f"every model needs a non-empty string 'name', got {shown}")
+        if self.litellm_model is not None and (not isinstance(self.litellm_model, str) or not self.litellm_model):
+            raise ConfigError(f"model {self.name!r}: litellm_model must be a LiteLLM model id string or null")
+        if self.litellm_params is not None and not isinstance(self.litellm_params, Mapping):
+            raise ConfigError(
+                f"model {self.name!r}: litellm_params must be an object of LiteLLM options, "
+                f"got a {type(self.litellm_params).__name__}"
+            )
         litellm_model = self.litellm_model or self.name
         object.__setattr__(self, "litellm_model", litellm_model)
         object.__setattr__(self, "litellm_params", dict(self.litellm_params or {}))
-        if self.capacity is not None and (
-            isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 0
-        ):
-            raise ConfigError(f"model {self.name!r}: capacity must be a non-negative integer or null")
+        if self.capacity is not None:
+            if isinstance(self.capacity, bool) or not isinstance(self.capacity, numbers.Integral) or self.capacity < 0:
+                raise ConfigError(f"model {self.name!r}: capacity must be a non-negative integer or null")
+            object.__setattr__(self, "capacity", int(self.capacity))
         info = None
         if self.input_cost_per_token is None or self.output_cost_per_token is None:
             info = _litellm_info(litellm_model)
@@ -105,14 +138,51 @@ class ModelSpec:
                 if value is None:
                     raise PricingError(f"model {self.name!r}: LiteLLM knows no {attr} for {litellm_model!r}")
             object.__setattr__(self, attr, _check_price(self.name, attr, value))
-        if self.max_input_tokens is None:
-            info = info if info is not None else _litellm_info(litellm_model)
-            if info is not None and info.get("max_input_tokens"):
-                object.__setattr__(self, "max_input_tokens", int(info["max_input_tokens"]))
+        self._resolve_from_litellm(info)
+
+    def _resolve_from_litellm(self, info: dict[str, Any] | None) -> None:
+        """Fill context/output limits and capability flags left as ``None`` from LiteLLM's model info."""
+        missing = [a for a in ("max_input_tokens", "max_output_tokens", *_CAPABILITIES) if getattr(self, a) is None]
+        if missing and info is None:
+            info = _litellm_info(str(self.litellm_model)) or {}
+        for attr in ("max_input_tokens", "max_output_tokens"):
+            value = getattr(self, attr)
+            if value is None and (info or {}).get(attr):
+                value = int(info[attr])  # type: ignore[index]
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                    raise ConfigError(f"model {self.name!r}: {attr} must be a positive integer or null, got {value!r}")
+                object.__setattr__(self, attr, int(value))
+        for attr, key in _CAPABILITIES.items():
+            value = getattr(self, attr)
+            if value is None:
+                value = bool((info or {}).get(key))
+            elif not isinstance(value, bool):
+                raise ConfigError(f"model {self.name!r}: {attr} must be true, false or null, got {value!r}")
+            object.__setattr__(self, attr, value)
+        overhead = self.prompt_overhead_tokens
+        if isinstance(overhead, bool) or not isinstance(overhead, numbers.Integral) or overhead < 0:
+            raise ConfigError(f"model {self.name!r}: prompt_overhead_tokens must be a non-negative integer")
+        object.__setattr__(self, "prompt_overhead_tokens", int(overhead))
+        if self.timeout is not None:
+            if isinstance(self.timeout, bool) or not isinstance(self.timeout, numbers.Real) or not self.timeout > 0:
+                raise ConfigError(f"model {self.name!r}: timeout must be a positive number of seconds or null")
+            object.__setattr__(self, "timeout", float(self.timeout))
+
+    def missing(self, needs: Needs) -> list[str]:
+        """The capabilities of ``needs`` this model lacks (empty when it can serve the call)."""
+        out = [flag for flag, need in (("supports_tools", needs.tools), ("supports_vision", needs.vision)) if need]
+        out = [flag for flag in out if not getattr(self, flag)]
+        if needs.response_schema and not self.supports_response_schema:
+            out.append("supports_response_schema")
+        limit = self.max_output_tokens
+        if needs.output_tokens is not None and limit is not None and needs.output_tokens > limit:
+            out.append(f"max_output_tokens ({limit} < {needs.output_tokens})")
+        return out
 
     def redacted_params(self) -> dict[str, Any]:
-        """``litellm_params`` with every credential replaced by ``'***'``, safe to log or report."""
-        return {k: ("***" if is_secret_param(k) else v) for k, v in self.litellm_params.items()}
+        """``litellm_params`` with every credential replaced by ``'***'`` (nested too), safe to log or report."""
+        return redact_params(self.litellm_params)
 
     def to_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
         """JSON form, as in a models file; credentials are redacted unless ``include_secrets``."""
@@ -122,16 +192,23 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "models file") -> ModelSpec:
-        """Build a spec from a models-file entry, rejecting unknown keys by name."""
+        """Build a spec from a models-file entry, rejecting unknown keys by name.
+
+        Errors name ``where`` and the key, never a value that could be a credential (an entry that is not an
+        object is described by its type, not echoed).
+        """
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: each model must be an object, got {data!r}")
+            raise ConfigError(f"{where}: each model must be an object with 'name', got a {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
             raise ConfigError(f"{where}: model entry has unknown keys {unknown}; allowed: {sorted(known)}")
         if "name" not in data:
             raise ConfigError(f"{where}: a model entry lacks 'name'")
-        return cls(**dict(data))
+        try:
+            return cls(**dict(data))
+        except ConfigError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
 
 
 def validate_pool(models: Iterable[ModelSpec]) -> tuple[ModelSpec, ...]:
@@ -150,18 +227,107 @@ def validate_pool(models: Iterable[ModelSpec]) -> tuple[ModelSpec, ...]:
 
 
 def load_models(path: str | Path) -> tuple[ModelSpec, ...]:
-    """Read a models file (``.json``, ``.yaml`` or ``.yml``) into a validated pool."""
+    """Read a models file (``.json``, ``.yaml`` or ``.yml``) into a validated pool.
+
+    A model whose context window is unknown (no ``max_input_tokens`` and none in LiteLLM's model info) is
+    reported with one warning: no prompt is too long for it, so set the window in the file.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, not UTF-8, not valid JSON/YAML, or an entry is invalid. The
+            message names the file, the line and the key, and never quotes a value (it could be a credential).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"models file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"models file {path} cannot be read ({type(exc).__name__}: {exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"models file {path}:{line} is not UTF-8 text; re-save the file as UTF-8") from None
+    yaml_file = path.suffix in (".yaml", ".yml")
+    try:
+        data = yaml.safe_load(text) if yaml_file else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"models file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from None
+        raise ConfigError(_syntax_error(path, text, exc)) from None
+    except (ValueError, RecursionError) as exc:  # a number with thousands of digits, nesting too deep
+        raise ConfigError(
+            f"models file {path} cannot be read as {'YAML' if yaml_file else 'JSON'} ({type(exc).__name__})"
+        ) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
         raise ConfigError(f"models file {path} must hold an object with a 'models' list")
-    return validate_pool(ModelSpec.from_dict(entry, f"{path} models[{i}]") for i, entry in enumerate(data["models"]))
+    lines = _entry_lines(text, len(data["models"]))
+    specs = [ModelSpec.from_dict(entry, f"{path}{lines[i]} models[{i}]") for i, entry in enumerate(data["models"])]
+    try:
+        pool = validate_pool(specs)
+    except ConfigError as exc:  # an empty list, duplicate names
+        raise type(exc)(f"models file {path}: {exc}") from None
+    unknown = [m.name for m in pool if m.max_input_tokens is None]
+    if unknown:
+        logger.warning(
+            "%s: models %s have no known context window, so no prompt is ruled too long for them: set "
+            "max_input_tokens for each in the models file",
+            path,
+            unknown,
+        )
+    return pool
+
+
+_REPORTED_KEYS = frozenset(
+    {"models", "api_base", "base_url", "api_version", "extra_headers", "headers", "organization", "max_tokens"}
+)
+"""Keys besides ModelSpec's fields and credential names that a syntax error may name (anything else on a broken
+line could be a value, so it is not repeated)."""
+
+
+def _key_at(text: str, line: int, column: int) -> str | None:
+    """The key of the mapping entry at (0-based) ``line`` of a models file, or of the nearest entry above it."""
+    lines = text.splitlines()
+    known = {f.name for f in fields(ModelSpec)} | _REPORTED_KEYS
+    for k in range(min(line, len(lines) - 1), -1, -1):
+        head = lines[k][: column + 1] if k == line else lines[k]
+        keys = re.findall(r'"([A-Za-z_][\w.-]{0,63})"\s*:|(?:^|[\s{,])-?\s*([A-Za-z_][\w.-]{0,63})\s*:(?:\s|$)', head)
+        for quoted, bare in reversed(keys):
+            key = quoted or bare
+            if key in known or is_secret_param(key):
+                return key
+    return None
+
+
+def _syntax_error(path: Path, text: str, exc: Exception) -> str:
+    """A syntax error message naming file, line, column and key, without the offending text (it may hold a secret)."""
+    if isinstance(exc, json.JSONDecodeError):
+        kind, line, column, problem = "JSON", exc.lineno, exc.colno, exc.msg
+        key = _key_at(text, line - 1, column - 1)
+    else:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        kind = "YAML"
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        problem = str(getattr(exc, "problem", None) or type(exc).__name__)
+        # YAML quotes what it found ("found undefined alias 'sk-...'"): keep only short quotes like '\t'
+        problem = re.sub(r"'[^'\s]{3,}'|\"[^\"\s]{3,}\"", "'...'", problem)
+        # the key whose value was being read when the parser gave up (an unclosed quote runs to the end)
+        start = getattr(exc, "context_mark", None) or mark
+        key = _key_at(text, start.line, start.column) if start is not None else None
+    where = f"{path}:{line}:{column}" if line else str(path)
+    about = ""
+    if key is not None:
+        about = f" (at key {key!r}{', a credential: its value is not shown' if is_secret_param(key) else ''})"
+    return f"models file {where} is not valid {kind}: {problem}{about}; fix the syntax there"
+
+
+def _entry_lines(text: str, count: int) -> list[str]:
+    """``":<line>"`` where each ``models`` entry starts (for error messages), or ``""`` where unknown."""
+    try:
+        root = yaml.compose(text)
+        entries = next(value for key, value in root.value if getattr(key, "value", None) == "models").value
+        found = [f":{node.start_mark.line + 1}" for node in entries]
+    except Exception:  # only a nicety for error messages: any file the loader accepted is fine without it
+        found = []
+    return found + [""] * (count - len(found)) if len(found) <= count else found[:count]
 
 
 def write_models(models: Sequence[ModelSpec], path: str | Path) -> Path:
@@ -181,13 +347,8 @@ def price_vectors(models: Sequence[ModelSpec]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cost_matrix(models: Sequence[ModelSpec], input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """N×M expected cost: ``c_ij = input_tokens_i · in_price_j + output_tokens_ij · out_price_j``."""
+    """N×M expected cost: ``c_ij = (input_tokens_i + overhead_j) · in_price_j + output_tokens_ij · out_price_j``."""
     in_price, out_price = price_vectors(models)
-    return np.asarray(input_tokens, float)[:, None] * in_price[None, :] + np.asarray(output_tokens) * out_price
-
-
-def count_tokens(text: str, litellm_model: str = "gpt-4o-mini") -> int:
-    """Prompt tokens of ``text`` by ``litellm.token_counter`` (bundled tokenizers, works offline)."""
-    import litellm
-
-    return int(litellm.token_counter(model=litellm_model, text=text))
+    overhead = np.array([m.prompt_overhead_tokens for m in models], dtype=float)
+    prompt = np.asarray(input_tokens, float)[:, None] + overhead[None, :]
+    return prompt * in_price[None, :] + np.asarray(output_tokens) * out_price

@@ -3,12 +3,19 @@
 The provider is a real HTTP server on 127.0.0.1 (pytest-socket allows nothing else), so every test that calls
 ``Router.complete`` goes through LiteLLM's real client path: request building, HTTP, response parsing, error
 mapping. The reply names the model it was asked for, which is how tests see where a query was routed.
+
+It answers tool calls (the forced or first tool, arguments filled from its schema), structured output
+(``response_format`` with a JSON schema), and streams with usage. A marker in the served model name picks a
+failure: ``broken`` (HTTP 500 echoing the credential), ``unauthorized`` (401), ``hang`` (never answers),
+``flaky`` (503 for a seeded share of requests), ``midstream`` (a stream that dies after two chunks) and
+``gated`` (a stream whose last chunk waits for ``provider.gate``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +53,17 @@ class LoopbackProvider:
     url: str
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: threading.Event = field(default_factory=threading.Event)
+    """Streams to a model named ``*gated*`` hold their last chunk until this is set."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set at shutdown: releases requests to ``*hang*`` models."""
+    fail_rate: float = 0.5
+    """Share of requests to ``*flaky*`` models answered with HTTP 503 (seeded, reproducible)."""
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def fails_now(self) -> bool:
+        with self.lock:
+            return self.rng.random() < self.fail_rate
 
     @property
     def api_base(self) -> str:
@@ -59,6 +77,9 @@ class LoopbackProvider:
     def clear(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.rng.seed(0)
+        self.gate.clear()
+        self.fail_rate = 0.5
 
     def models_called(self) -> list[str]:
         """Model names the provider was asked for, in arrival order."""
@@ -82,6 +103,48 @@ def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
     prompt = sum(len(_text_of(m).split()) for m in messages) + 3 * len(messages)
     completion = len(reply.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _fill(schema: dict[str, Any]) -> Any:
+    """A value that satisfies a (simple) JSON schema: what a well-behaved model would return for it."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return _fill(options[0])
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: _fill(sub) for name, sub in props.items()}
+    return {"integer": 3, "number": 3.0, "boolean": True, "array": [], "null": None}.get(kind, "test")
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool call to answer with: the forced tool, else the first one, unless the last message is a tool result."""
+    tools = body.get("tools") or []
+    messages = body.get("messages") or []
+    choice = body.get("tool_choice")
+    if not tools or choice == "none" or (messages and messages[-1].get("role") == "tool"):
+        return None
+    wanted = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    tool = next((t for t in tools if t.get("function", {}).get("name") == wanted), tools[0])["function"]
+    arguments = _fill(tool.get("parameters") or {"type": "object"})
+    return {"id": "call_1", "type": "function", "function": {"name": tool["name"], "arguments": json.dumps(arguments)}}
+
+
+def _reply_text(model: str, body: dict[str, Any]) -> str:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return json.dumps(_fill(fmt.get("json_schema", {}).get("schema") or {}))
+    if fmt.get("type") == "json_object":
+        return json.dumps({"answer": f"answer from {model}"})
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "tool":
+        return f"answer from {model}: the tool said {_text_of(messages[-1])}"
+    return f"answer from {model}"
 
 
 def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
@@ -112,24 +175,18 @@ def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                 return
-            if "broken" in model:
-                # A realistic failure that echoes the rejected credential, so redaction is really tested.
-                auth = self.headers.get("Authorization", "")
-                self._send_json(
-                    500,
-                    {
-                        "error": {
-                            "message": f"model {model} is down; credential {auth} rejected",
-                            "type": "server_error",
-                        }
-                    },
-                )
+            if self._fail(model):
                 return
-            reply = f"answer from {model}"
-            usage = _usage(messages, reply)
+            call = _tool_call(body)
+            reply = "" if call else _reply_text(model, body)
+            usage = _usage(messages, reply or json.dumps(call))
             if body.get("stream"):
-                self._stream(model, reply, usage, bool((body.get("stream_options") or {}).get("include_usage")))
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                self._stream(model, reply, call, usage, include_usage)
                 return
+            message: dict[str, Any] = {"role": "assistant", "content": reply or None}
+            if call:
+                message["tool_calls"] = [call]
             self._send_json(
                 200,
                 {
@@ -137,27 +194,59 @@ def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
                     "object": "chat.completion",
                     "created": 1700000000,
                     "model": model,
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                    ],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if call else "stop"}],
                     "usage": usage,
                 },
             )
 
-        def _stream(self, model: str, reply: str, usage: dict[str, int], include_usage: bool) -> None:
+        def _fail(self, model: str) -> bool:
+            """Failure modes chosen by a marker in the model name; True when the request was answered with one."""
+            if "broken" in model:
+                # A realistic failure that echoes the rejected credential, so redaction is really tested.
+                auth = self.headers.get("Authorization", "")
+                message = f"model {model} is down; credential {auth} rejected"
+                self._send_json(500, {"error": {"message": message, "type": "server_error"}})
+                return True
+            if "unauthorized" in model:
+                auth = self.headers.get("Authorization", "")
+                message = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+                self._send_json(401, {"error": {"message": message, "type": "invalid_request_error"}})
+                return True
+            if "hang" in model:  # accepts the connection and never answers (until the server stops)
+                provider.stop.wait(60)
+                self.close_connection = True
+                return True
+            if "flaky" in model and provider.fails_now():
+                self._send_json(503, {"error": {"message": f"model {model} is overloaded", "type": "server_error"}})
+                return True
+            return False
+
+        def _stream(
+            self, model: str, reply: str, call: dict[str, Any] | None, usage: dict[str, int], include_usage: bool
+        ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
             base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
-            words = reply.split(" ")
-            chunks = [{"role": "assistant", "content": ""}] + [
-                {"content": (w if i == 0 else " " + w)} for i, w in enumerate(words)
-            ]
-            for delta in chunks:
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+            if call:
+                deltas.append({"tool_calls": [{"index": 0, **call}]})
+            else:
+                words = reply.split(" ")
+                deltas += [{"content": (w if i == 0 else " " + w)} for i, w in enumerate(words)]
+            for k, delta in enumerate(deltas):
+                if k == len(deltas) - 1 and "gated" in model:  # the last chunk waits until the test lets it go
+                    provider.gate.wait(10)
+                if k == 2 and "midstream" in model:  # dies after two chunks: connection dropped, no [DONE]
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            finish = "tool_calls" if call else "stop"
+            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if include_usage:
                 self._event({**base, "choices": [], "usage": usage})
             self.wfile.write(b"data: [DONE]\n\n")
@@ -183,6 +272,7 @@ def loopback_server() -> Iterator[LoopbackProvider]:
     try:
         yield provider
     finally:
+        provider.stop.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
@@ -221,22 +311,56 @@ def predictor(small_logs: Any) -> Any:
     return RetrievalPredictor().fit(small_logs)
 
 
+class FakePredictor:
+    """A deterministic stand-in predictor (no torch, no embedding) for tests of routing and dispatch.
+
+    p(success) of model j on a query rises with j's position in the pool's price order and with the query's
+    length bucket, so stronger (pricier) models look better and the optimizer has real trade-offs to make.
+    """
+
+    kind = "fake"
+
+    def __init__(self, models: Any) -> None:
+        self.models = tuple(models)
+        self.out_of_fold = None
+
+    def predict(self, queries: Any) -> Any:
+        import numpy as np
+
+        from eccos_core.predictors.base import Prediction
+
+        n, m = len(queries), len(self.models)
+        base = np.linspace(0.35, 0.9, m)[None, :]
+        wobble = np.array([(sum(map(ord, q)) % 7) / 40.0 for q in queries])[:, None]
+        quality = np.clip(base - wobble + 0.05, 0.0, 1.0)
+        tokens = np.tile(np.linspace(80.0, 240.0, m), (n, 1))
+        return Prediction(self.models, quality, tokens)
+
+
+@pytest.fixture(scope="session")
+def fake_predictor(bundled_pool_specs: dict[str, Any]) -> FakePredictor:
+    """:class:`FakePredictor` over the bundled model names, ordered cheapest to priciest."""
+    names = sorted(bundled_pool_specs, key=lambda n: bundled_pool_specs[n].output_cost_per_token)
+    return FakePredictor(names)
+
+
 @pytest.fixture(scope="session")
 def make_pool(loopback_server: LoopbackProvider, bundled_pool_specs: dict[str, Any]) -> Callable[..., list[Any]]:
     """Factory: ``make_pool(names, broken=(), **spec_overrides)`` → ModelSpecs served by the loopback provider.
 
     Each spec keeps its bundled name (so the predictor knows it) and bundled prices; ``litellm_model`` is
     ``openai/<name>``, or ``openai/broken-<name>`` for names in ``broken`` (the provider answers those with
-    HTTP 500).
+    HTTP 500), or ``openai/<mode>-<name>`` for ``modes={name: mode}`` (see the failure markers above).
     """
     from eccos_core.pricing import ModelSpec
 
-    def build(names: Any = None, *, broken: Any = (), **overrides: Any) -> list[Any]:
+    def build(names: Any = None, *, broken: Any = (), modes: Any = None, **overrides: Any) -> list[Any]:
         chosen = list(bundled_pool_specs) if names is None else list(names)
+        modes = {**{name: "broken" for name in broken}, **(modes or {})}
         pool = []
         for name in chosen:
             bundled = bundled_pool_specs[name]
-            served = f"broken-{name}" if name in broken else name
+            served = f"{modes[name]}-{name}" if name in modes else name
             fields = {
                 "name": name,
                 "litellm_model": f"openai/{served}",

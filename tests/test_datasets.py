@@ -139,7 +139,8 @@ def test_llmrouter_models_carry_list_prices(llmrouter: ConvertedDataset) -> None
         expected[big] = 9e-7
     for name, spec in specs.items():
         assert spec.input_cost_per_token == expected[name] == spec.output_cost_per_token
-        assert spec.max_input_tokens is None  # LiteLLM's price map has no nvidia_nim entry for these
+        assert spec.max_input_tokens in (8192, 32768, 131072)  # from NVIDIA's model cards (LiteLLM has none)
+        assert not spec.supports_vision and spec.max_output_tokens == 4096
 
 
 # ---- routerbench-routerdc-subset --------------------------------------------------------------------------
@@ -346,9 +347,11 @@ def test_log_score_outside_unit_interval_or_nan(tmp_path: Path, score: float) ->
         load_logs(path)
 
 
-def test_log_duplicate_ids(tmp_path: Path) -> None:
+def test_log_id_reused_for_another_query_is_an_error(tmp_path: Path) -> None:
+    # lines sharing an id merge their outcomes (eccos collect appends one line per model); another query text
+    # under the same id is a mistake
     path = _write_lines(tmp_path / "logs.jsonl", [json.dumps(GOOD), json.dumps({**GOOD, "query": "other"})])
-    with pytest.raises(LogFormatError, match=r"logs.jsonl:2: id 'q1' already used on line 1"):
+    with pytest.raises(LogFormatError, match=r"logs.jsonl:2: id 'q1' has another query text than on line 1"):
         load_logs(path)
 
 

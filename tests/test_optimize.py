@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,9 +322,9 @@ GOOD_QUALITY = np.array([[0.5, 0.9], [0.5, 0.9]])
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"min_quality": -0.1}, InputError, r"min_quality is -0\.1 but must be in \[0, 1\]"),
-        ({"min_quality": 1.5}, InputError, r"min_quality is 1\.5 but must be in \[0, 1\]"),
-        ({"min_quality": math.nan}, InputError, r"min_quality is nan"),
+        ({"min_quality": -0.1}, InputError, r"min_quality must lie in \[0, 1\].*-0\.1"),
+        ({"min_quality": 1.5}, InputError, r"min_quality must lie in \[0, 1\].*1\.5"),
+        ({"min_quality": math.nan}, InputError, r"min_quality must lie in \[0, 1\].*nan"),
         ({"min_quality": "high"}, InputError, r"min_quality must be a number"),
         ({"cost": np.array([[1.0, np.nan], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is nan"),
         ({"cost": np.array([[1.0, -2.0], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is -2\.0.*>= 0"),
@@ -330,8 +334,8 @@ GOOD_QUALITY = np.array([[0.5, 0.9], [0.5, 0.9]])
         ({"quality": np.array([[0.5, 0.9]])}, InputError, r"cost has shape \(2, 2\) but quality has shape"),
         ({"cost": np.array([1.0, 2.0])}, InputError, r"cost must be a 2-D N×M array"),
         ({"capacity": [1]}, InputError, r"capacity has 1 entries but there are 2 models"),
-        ({"capacity": [1, -1]}, InputError, r"capacity\[1\] is -1"),
-        ({"capacity": [1, 0.5]}, InputError, r"capacity\[1\] is 0\.5"),
+        ({"capacity": [1, -1]}, InputError, r"capacity of model 'column 1' must be a non-negative integer.*-1"),
+        ({"capacity": [1, 0.5]}, InputError, r"capacity of model 'column 1'.*0\.5"),
         ({"capacity": [1, 0]}, CapacityError, r"caps sum to 1 for a batch of 2 queries: raise capacity"),
         (
             {"allowed": np.array([[True, False], [False, False]])},
@@ -354,9 +358,10 @@ def test_bad_inputs_raise_typed_errors(entry, kwargs: dict, error: type[Exceptio
 
 
 def test_unknown_method_lists_the_choices() -> None:
-    with pytest.raises(InputError, match=r"unknown method 'simplex': choose one of auto, exact, ilp, lagrangian"):
+    choices = "auto, exact, ilp, lagrangian, per_query"
+    with pytest.raises(InputError, match=rf"unknown method 'simplex': choose one of {choices}"):
         solve(GOOD_COST, GOOD_QUALITY, 0.7, method="simplex")
-    assert METHODS == ("auto", "exact", "ilp", "lagrangian")
+    assert METHODS == ("auto", "exact", "ilp", "lagrangian", "per_query")
 
 
 def test_bad_time_limit() -> None:
@@ -369,3 +374,233 @@ def test_library_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
         solve(GOOD_COST, GOOD_QUALITY, 0.7, [1, None], method=method)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+# --- the per-query rule as a method ---------------------------------------------------------------------------
+
+
+def test_per_query_is_a_method_of_solve() -> None:
+    rng = np.random.default_rng(21)
+    cost = rng.uniform(size=(30, 4))
+    quality = rng.uniform(size=(30, 4))
+    for alpha in (0.3, 0.6, 0.9):
+        a = solve(cost, quality, alpha, method="per_query")
+        expected = [
+            int(np.argmin(np.where(row_q >= alpha, row_c, np.inf))) if (row_q >= alpha).any() else int(row_q.argmax())
+            for row_c, row_q in zip(cost, quality, strict=True)
+        ]
+        assert a.method == "per-query" and a.model_index.tolist() == expected
+        meets = quality[np.arange(30), a.model_index].mean() >= alpha * (1 - TOL)
+        assert a.status is (SolveStatus.FEASIBLE if meets else SolveStatus.QUALITY_UNREACHABLE)
+        assert per_query(cost, quality, alpha).model_index.tolist() == expected  # the alias
+    capped = solve(cost, quality, 0.5, [10, None, 12, None], method="per_query")
+    assert (np.bincount(capped.model_index, minlength=4)[[0, 2]] <= [10, 12]).all()
+    empty = solve(np.zeros((0, 2)), np.zeros((0, 2)), 0.5, method="per_query")
+    assert empty.method == "per-query" and empty.status is SolveStatus.OPTIMAL
+
+
+def test_per_query_says_whether_alpha_is_reachable_at_all() -> None:
+    # The rule leaves the easy query on its cheapest model at α; the batch needs it higher to carry the hard one.
+    cost = np.array([[1.0, 10.0], [1.0, 10.0]])
+    quality = np.array([[0.5, 0.6], [0.8, 1.0]])
+    rule = solve(cost, quality, 0.75, method="per_query")
+    assert rule.status is SolveStatus.QUALITY_UNREACHABLE and math.isnan(rule.gap)
+    assert "unreachable by the per-query rule" in rule.message and "method='exact'" in rule.message
+    assert solve(cost, quality, 0.75).status is SolveStatus.OPTIMAL
+    beyond = solve(cost, quality, 0.85, method="per_query")
+    assert beyond.status is SolveStatus.QUALITY_UNREACHABLE
+    assert "no assignment reaches it" in beyond.message and "reaches 0.8" in beyond.message
+
+
+# --- auto ------------------------------------------------------------------------------------------------------
+
+
+def test_auto_chooses_by_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eccos_core.optimize import methods
+
+    rng = np.random.default_rng(4)
+    cost = rng.uniform(20, 2000, size=(400, 1)) * np.array([[0.1, 0.3, 0.9]]) * 1e-6
+    quality = np.clip(rng.normal([0.5, 0.65, 0.8], 0.1, size=(400, 3)), 0, 1)
+    small = solve(cost, quality, 0.66)
+    assert small.method == "exact" and small.status is SolveStatus.OPTIMAL
+    monkeypatch.setattr(methods, "AUTO_EXACT_MAX_PAIRS", 1000)  # 400 × 3 pairs is now "large"
+    large = solve(cost, quality, 0.66)
+    assert large.method == "lagrangian"
+    assert large.expected_quality >= 0.66 * (1 - TOL)
+    assert large.expected_cost <= small.expected_cost + large.gap + 1e-15
+    assert methods.choose_method(300, 3) == "exact" and methods.choose_method(400, 3) == "lagrangian"
+
+
+# --- caps: the fast path when they cannot bind, and caps priced in the dual ---------------------------------------
+
+
+def test_caps_that_cannot_bind_give_the_uncapped_optimum(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(8)
+    for trial in range(6):
+        n, m = 300, 5
+        cost = rng.uniform(20, 2000, size=(n, 1)) * rng.uniform(0.1, 1, size=(1, m)) * 1e-6
+        quality = rng.uniform(size=(n, m))
+        alpha = float(quality.mean() + 0.1)
+        free = solve(cost, quality, alpha, method="exact")
+        load = np.bincount(free.model_index, minlength=m)
+        capacity = [int(x) + 2 for x in load]  # every cap below N, so each could bind in principle
+        with caplog.at_level("DEBUG", logger="eccos_core.optimize.exact"):
+            capped = solve(cost, quality, alpha, capacity, method="exact")
+        assert "the caps cannot bind" in caplog.text, trial
+        caplog.clear()
+        assert capped.status is SolveStatus.OPTIMAL
+        assert capped.expected_cost == pytest.approx(free.expected_cost, rel=1e-12)
+        assert (np.bincount(capped.model_index, minlength=m) <= capacity).all()
+
+
+def test_binding_caps_priced_in_the_dual_match_the_ilp() -> None:
+    from eccos_core.optimize.dual import scaled_costs
+    from eccos_core.optimize.highs import run_highs
+    from eccos_core.optimize.lp import lp_relaxation
+
+    rng = np.random.default_rng(12)
+    for trial in range(12):
+        n, m = int(rng.integers(20, 120)), int(rng.integers(2, 6))
+        cost = rng.uniform(20, 2000, size=(n, 1)) * rng.uniform(0.1, 1, size=(1, m)) * 1e-6
+        quality = rng.uniform(size=(n, m)).round(2)
+        alpha = float(np.quantile(quality.max(axis=1), 0.3))
+        free = solve(cost, quality, alpha, method="exact")
+        load = np.bincount(free.model_index, minlength=m)
+        capacity = [None] * m
+        busiest = int(load.argmax())
+        capacity[busiest] = int(load[busiest] * 0.6)  # surely binds
+        problem = validate_problem(cost, quality, alpha, capacity)
+        exact = solve(cost, quality, alpha, capacity, method="exact")
+        ilp = solve(cost, quality, alpha, capacity, method="ilp")
+        assert exact.status is SolveStatus.OPTIMAL and ilp.status is SolveStatus.OPTIMAL, trial
+        assert exact.expected_cost == pytest.approx(ilp.expected_cost, rel=1e-9), trial
+        # The LP bound with μ on the binding cap equals the whole LP solved by HiGHS.
+        costs, _ = scaled_costs(problem)
+        lp = lp_relaxation(problem, costs, problem.quality_floor(), deadline=math.inf)
+        assert lp is not None and lp.exact and lp.dual.mu[busiest] > 0
+        pairs = np.nonzero(problem.allowed)
+        whole = run_highs(
+            col_cost=costs[pairs],
+            col_query=pairs[0],
+            col_model=pairs[1],
+            col_quality=problem.quality[pairs],
+            n_queries=n,
+            need=problem.quality_floor(),
+            caps={busiest: float(capacity[busiest])},
+            integer=False,
+            time_limit=60.0,
+        )
+        assert lp.dual.bound == pytest.approx(whole.objective, rel=1e-9, abs=1e-12), trial
+
+
+def test_lagrangian_gap_is_honest_with_binding_caps() -> None:
+    rng = np.random.default_rng(13)
+    n, m = 2000, 6
+    cost = rng.uniform(20, 2000, size=(n, 1)) * np.sort(rng.uniform(0.1, 1, size=m))[None, :] * 1e-6
+    quality = np.clip(rng.normal(np.linspace(0.4, 0.85, m), 0.15, size=(n, m)), 0, 1)
+    capacity = [n // 5] * m
+    exact = solve(cost, quality, 0.65, capacity, method="exact", time_limit=60)
+    lag = solve(cost, quality, 0.65, capacity, method="lagrangian")
+    assert exact.status is SolveStatus.OPTIMAL
+    assert lag.expected_quality >= 0.65 * (1 - TOL)
+    assert (np.bincount(lag.model_index, minlength=m) <= capacity).all()
+    assert exact.expected_cost - 1e-15 <= lag.expected_cost <= exact.expected_cost + lag.gap + 1e-15
+    assert lag.gap <= 1e-3 * lag.expected_cost
+
+
+def test_large_batch_code_paths_agree_with_the_ilp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shrink the thresholds above which the large-batch paths run (bisection before hulls, sampled multipliers,
+    # Newton balancing, working sets, rough multipliers, the narrowed fill and local search), so that small
+    # instances take them and the ILP can check the answers.
+    from eccos_core.optimize import dual, lp, primal
+
+    for module in (dual, lp, primal):
+        monkeypatch.setattr(module, "HULL_ROWS", 40, raising=False)
+    monkeypatch.setattr(lp, "BASE_ROWS", 30)
+    monkeypatch.setattr(lp, "TARGET", 12)
+    monkeypatch.setattr(lp, "APPROX_ROWS", 60)
+    monkeypatch.setattr(primal, "_IMPROVE_ROWS", 16)
+    monkeypatch.setattr(primal, "_FILL_SPARE", 8)
+    rng = np.random.default_rng(30)
+    for trial in range(8):
+        n, m = int(rng.integers(150, 300)), int(rng.integers(2, 6))
+        cost = rng.uniform(20, 2000, size=(n, 1)) * rng.uniform(0.1, 1, size=(1, m)) * 1e-6
+        quality = rng.uniform(size=(n, m)).round(2)
+        capacity = [int(rng.integers(n // (2 * m), n)) for _ in range(m - 1)] + [None] if trial % 2 else None
+        alpha = float(rng.uniform(quality.mean(), quality.max(axis=1).mean()))
+        exact = solve(cost, quality, alpha, capacity, method="exact")
+        ilp = solve(cost, quality, alpha, capacity, method="ilp")
+        lag = solve(cost, quality, alpha, capacity, method="lagrangian")
+        assert exact.status is ilp.status, trial
+        assert exact.expected_cost == pytest.approx(ilp.expected_cost, rel=1e-9), trial
+        assert lag.expected_quality >= min(alpha, ilp.expected_quality) * (1 - TOL), trial
+        assert ilp.expected_cost - 1e-12 <= lag.expected_cost <= ilp.expected_cost + lag.gap + 1e-12, trial
+
+
+# --- module structure ------------------------------------------------------------------------------------------
+
+OPTIMIZE = Path(__file__).resolve().parents[1] / "eccos_core" / "optimize"
+ISOLATE = """
+import sys, types
+root = {root!r}
+for name, path in (("eccos_core", root), ("eccos_core.optimize", root + "/optimize"))[:{depth}]:
+    package = types.ModuleType(name)  # stands in for the package, whose __init__ would import more first
+    package.__path__ = [path]
+    sys.modules[name] = package
+"""
+
+
+def _isolated(code: str, depth: int) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` in a fresh interpreter with eccos_core (depth 1) or eccos_core.optimize too (2) stubbed."""
+    prelude = ISOLATE.format(root=str(OPTIMIZE.parent), depth=depth)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+MODULES = ["assignment", "dual", "highs", "lp", "primal", "restricted", "exact", "lagrangian", "ilp", "per_query"]
+
+
+@pytest.mark.parametrize("module", [*MODULES, "methods"])
+def test_every_optimize_module_imports_on_its_own(module: str) -> None:
+    result = _isolated(f"import eccos_core.optimize.{module}\n", depth=2)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_methods_do_not_import_each_other() -> None:
+    # No import circle: the shared pieces live in dual/lp/primal/restricted/highs, and a method that cannot
+    # build an assignment returns None for methods.py to fall back, so exact, lagrangian and ilp need none of
+    # each other, not even lazily inside a function.
+    methods = {"exact", "lagrangian", "ilp"}
+    for name in methods:
+        tree = ast.parse((OPTIMIZE / f"{name}.py").read_text())
+        imported = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("eccos_core.optimize.")
+        }
+        imported |= {
+            alias.name.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+            if alias.name.startswith("eccos_core.optimize.")
+        }
+        assert not imported & (methods - {name}), (name, imported)
+
+
+def test_import_loads_no_solver_libraries() -> None:
+    heavy = ["highspy", "pulp", "scipy.sparse.csgraph", "scipy.sparse"]
+    check = f"import eccos_core.optimize\nprint([m for m in {heavy!r} if m in sys.modules])\n"
+    isolated = _isolated(check, depth=1)
+    assert isolated.returncode == 0, isolated.stderr
+    assert isolated.stdout.strip() == "[]"
+    # A solve loads HiGHS only when a method needs it: the uncapped exact method needs no LP solver at all.
+    solving = check.replace(
+        "print(",
+        "import numpy as np\neccos_core.optimize.solve(np.array([[1.0, 2.0]] * 3), "
+        "np.array([[0.5, 0.9]] * 3), 0.7)\nprint(",
+    )
+    result = _isolated(solving, depth=1)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

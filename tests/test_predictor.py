@@ -60,10 +60,16 @@ def test_model_missing_among_neighbours_falls_back_to_its_global_mean(small_spli
     from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 
     extra = LogRecord(id="only-here", query="a query only one model answered", outcomes={"solo": Outcome(0.25)})
-    predictor = RetrievalPredictor(k=3, calibrate=False).fit(RoutingLogs((*records, extra)))
+    logs = RoutingLogs((*records, extra))
+    predictor = RetrievalPredictor(k=3, calibrate=False).fit(logs)
     quality = predictor.predict([records[0].query]).select(["solo"]).quality
-    # 'solo' is absent among the 3 neighbours of records[0] -> its global mean, 0.25
-    assert quality[0, 0] == pytest.approx(0.25)
+    # 'solo' is absent among the 3 neighbours of records[0] -> its global mean, 0.25, but it has a single outcome
+    # (fewer than MIN_OUTCOMES), so that mean is shrunk toward the pool's mean success
+    from eccos_core.calibration import MIN_OUTCOMES
+
+    scores = logs.scores(logs.models)
+    pool_mean = np.nansum(scores) / np.sum(~np.isnan(scores))
+    assert quality[0, 0] == pytest.approx((0.25 + (MIN_OUTCOMES - 1) * pool_mean) / MIN_OUTCOMES)
 
 
 def test_save_load_round_trip_without_pickle(fitted, small_split, tmp_path):

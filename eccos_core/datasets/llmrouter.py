@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from eccos_core.datasets import ConvertedDataset, require_dir, require_file, unit_score
+from eccos_core.datasets.base import ConvertedDataset, require_dir, require_file, unit_score
 from eccos_core.errors import LogFormatError
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 from eccos_core.pricing import ModelSpec
@@ -73,6 +73,27 @@ def _scores(raw: Any, where: str) -> dict[str, float]:
     return scores
 
 
+NIM_CARDS: dict[str, dict[str, Any]] = {
+    "qwen2.5-7b-instruct": {"max_input_tokens": 32768, "supports_tools": True},
+    "codegemma-7b": {"max_input_tokens": 8192},
+    "gemma-2-9b-it": {"max_input_tokens": 8192},
+    "llama-3.1-8b-instruct": {"max_input_tokens": 131072, "supports_tools": True},
+    "llama3-chatqa-1.5-8b": {"max_input_tokens": 8192},
+    "mistral-7b-instruct-v0.3": {"max_input_tokens": 32768, "supports_tools": True},
+    "llama-3.3-nemotron-super-49b-v1": {"max_input_tokens": 131072, "supports_tools": True},
+    "llama-3.1-nemotron-51b-instruct": {"max_input_tokens": 32768},
+    "llama3-chatqa-1.5-70b": {"max_input_tokens": 8192},
+}
+"""Context windows and tool support of the NVIDIA-hosted models, from their model cards (LiteLLM's price map lists
+none of these ids). None of them takes images; structured output is not claimed for any. Override in a models
+file where your endpoint differs."""
+
+
+NIM_MAX_OUTPUT_TOKENS = 4096
+"""Output limit assumed for every hosted NVIDIA model (the ``max_tokens`` ceiling of NVIDIA's API catalogue for
+these models); stating it keeps the bundled pool from needing LiteLLM's model info at load time."""
+
+
 def _per_token(usd_per_million: Any) -> float:
     """USD per token from USD per million tokens, rounded so 0.2 becomes 2e-07 rather than 2.0000000000000002e-07."""
     return float(f"{float(usd_per_million) / 1e6:.12g}")
@@ -105,6 +126,13 @@ def _models(source: Path, scored: list[str]) -> tuple[ModelSpec, ...]:
                 litellm_model=litellm_model,
                 input_cost_per_token=input_price,
                 output_cost_per_token=output_price,
+                **{
+                    "supports_tools": False,
+                    "supports_vision": False,
+                    "supports_response_schema": False,
+                    "max_output_tokens": NIM_MAX_OUTPUT_TOKENS,
+                }
+                | NIM_CARDS.get(name, {}),
             )
         )
     return tuple(specs)
@@ -169,11 +197,9 @@ def convert_llmrouter(source_dir: Path) -> ConvertedDataset:
         numbers[task] += 1
     logs = RoutingLogs(tuple(records), f"{NAME} ({source})")
     models = _models(source, logs.models)
-    windows = [m.name for m in models if m.max_input_tokens is not None]
     window_note = (
-        f"LiteLLM's price map gives a context window for {windows}; the others have none (None)."
-        if windows
-        else "LiteLLM's price map lists none of these nvidia_nim ids, so max_input_tokens is None."
+        "Context windows and tool support from NVIDIA's model cards (LiteLLM's price map lists none of these "
+        "nvidia_nim ids)."
     )
     notes = (
         f"LLMRouter default routing data (https://github.com/ulab-uiuc/LLMRouter, commit "

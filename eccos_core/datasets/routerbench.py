@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from eccos_core.datasets import ConvertedDataset, require_dir, require_file, unit_score
+from eccos_core.datasets.base import ConvertedDataset, require_dir, require_file, unit_score
 from eccos_core.errors import LogFormatError, PricingError
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 from eccos_core.pricing import ModelSpec

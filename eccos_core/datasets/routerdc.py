@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from eccos_core.datasets import ConvertedDataset, require_dir, unit_score
+from eccos_core.datasets.base import ConvertedDataset, require_dir, unit_score
 from eccos_core.errors import LogFormatError
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs
 from eccos_core.pricing import ModelSpec

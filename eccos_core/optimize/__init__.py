@@ -10,69 +10,37 @@
 
 Methods (``method=``):
 
-- ``"exact"`` (and ``"auto"``): proven optimal, fast (LP duals + reduced-cost fixing + a small HiGHS MIP).
+- ``"auto"`` (default): ``"exact"`` up to :data:`~eccos_core.optimize.methods.AUTO_EXACT_MAX_PAIRS` (query,
+  model) pairs N×M (300,000: N = 100,000 at M = 3, about 33,000 at M = 9, 15,000 at M = 20), ``"lagrangian"``
+  above, where the exact proof would take seconds and the Lagrangian gap is about a millionth of the cost.
+  :attr:`Assignment.method` names the one that ran.
+- ``"exact"``: proven optimal (LP duals with the caps priced in, reduced-cost fixing, an exact search over the
+  few queries left).
+- ``"lagrangian"``: near-optimal multipliers and a repaired assignment, with an honest ``gap``.
 - ``"ilp"``: the whole problem as one MIP through PuLP (HiGHS, else CBC); the slow reference.
-- ``"lagrangian"``: a Lagrangian heuristic with an honest gap, for very large batches.
+- ``"per_query"``: the ECCOS authors' per-query rule (each query on its cheapest model reaching α), kept as
+  its own policy and as a baseline; :func:`per_query` is the same call.
 
-:func:`per_query` is the ECCOS authors' per-query rule, kept as its own policy and as a baseline.
+Modules: :mod:`.assignment` (problem and result types, validation), :mod:`.dual` (Lagrangian bounds and
+hulls), :mod:`.lp` (the LP relaxation with caps), :mod:`.primal` (repair and local search), :mod:`.restricted`
+(the exact search left after fixing), :mod:`.highs` (running HiGHS), one module per method, and
+:mod:`.methods` (what ``auto`` runs, and what an unreachable α returns). HiGHS and PuLP load when a method
+first needs them, not on import.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from eccos_core.errors import InputError
-from eccos_core.optimize.assignment import (
-    Assignment,
-    Problem,
-    SolveStatus,
-    empty_assignment,
-    make_assignment,
-    unreachable_message,
-    validate_problem,
-)
-from eccos_core.optimize.exact import max_quality_assignment, solve_exact
-from eccos_core.optimize.ilp import solve_ilp
-from eccos_core.optimize.lagrangian import quick_feasible, solve_lagrangian
-from eccos_core.optimize.per_query import per_query
+from eccos_core.optimize.assignment import Assignment, SolveStatus, empty_assignment, validate_problem
+from eccos_core.optimize.methods import choose_method, run_method
 
 __all__ = ["METHODS", "Assignment", "SolveStatus", "per_query", "solve"]
 
-logger = logging.getLogger(__name__)
-
-METHODS: tuple[str, ...] = ("auto", "exact", "ilp", "lagrangian")
-"""Accepted values of ``solve(method=...)``; ``"auto"`` is ``"exact"``."""
-
-_SOLVERS: dict[str, Callable[[Problem, float], Assignment]] = {
-    "exact": solve_exact,
-    "ilp": solve_ilp,
-    "lagrangian": solve_lagrangian,
-}
-
-
-def _reachable(problem: Problem, deadline: float) -> tuple[bool, np.ndarray | None]:
-    """Whether α is reachable, and the max-quality assignment when it had to be computed to decide.
-
-    Cheap tests settle almost every call: without binding caps the best model of every query is the
-    maximum; with caps, any feasible assignment found by the Lagrangian repair proves reachability. Only
-    when both fail is the max-quality transportation problem solved.
-    """
-    best = np.where(problem.allowed, problem.quality, -np.inf).argmax(axis=1)
-    if not problem.capped or problem.respects_caps(best):
-        return problem.meets_quality(best), best
-    if not problem.meets_quality(best):
-        return False, None
-    if quick_feasible(problem) is not None:
-        return True, None
-    best = max_quality_assignment(problem, deadline=deadline)
-    return problem.meets_quality(best), best
+METHODS: tuple[str, ...] = ("auto", "exact", "ilp", "lagrangian", "per_query")
+"""Accepted values of ``solve(method=...)``; ``"auto"`` picks ``"exact"`` or ``"lagrangian"`` by batch size."""
 
 
 def solve(
@@ -100,12 +68,15 @@ def solve(
         capacity: Optional length-M caps, each a non-negative int or None (uncapped).
         allowed: Optional N×M bool mask; False means model j cannot take query i (e.g. the prompt exceeds its
             context window). Entries it excludes are not validated.
-        method: One of :data:`METHODS`.
+        method: One of :data:`METHODS`. ``"auto"`` runs ``"exact"`` up to 300,000 (query, model) pairs N×M and
+            ``"lagrangian"`` above (see the module docstring).
         time_limit: Seconds the method may spend; past it the best assignment found is returned FEASIBLE
             with an honest ``gap``.
 
     Returns:
-        The :class:`Assignment`.
+        The :class:`Assignment`. With ``method="per_query"`` it is the rule's assignment: FEASIBLE (with the
+        gap to the dual bound) when it meets ``min_quality``, QUALITY_UNREACHABLE when it misses it, the
+        message then saying whether any assignment reaches it.
 
     Raises:
         InputError: Malformed inputs, an unknown method or a non-positive time limit; the message says what
@@ -116,44 +87,23 @@ def solve(
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
         raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    name = "exact" if method == "auto" else method
     problem = validate_problem(cost, quality, min_quality, capacity, allowed)
     if problem.n == 0:
-        return empty_assignment(name)
-    return run_method(problem, _SOLVERS[name], float(time_limit), name=name)
+        name = choose_method(problem.n, problem.m) if method == "auto" else method
+        return empty_assignment("per-query" if name == "per_query" else name)
+    return run_method(problem, method, float(time_limit))
 
 
-def run_method(
-    problem: Problem, method: Callable[[Problem, float], Assignment], time_limit: float, *, name: str
+def per_query(
+    cost: Any,
+    quality: Any,
+    min_quality: float,
+    capacity: Sequence[int | None] | None = None,
+    allowed: Any = None,
 ) -> Assignment:
-    """Runs one method on a validated, non-empty problem, handling an unreachable α the same way for all.
+    """The per-query rule: ``solve(cost, quality, min_quality, capacity, allowed=allowed, method="per_query")``.
 
-    When α is out of reach the method solves the lexicographic second stage (the cheapest assignment at the
-    maximum reachable quality), and the result is relabelled QUALITY_UNREACHABLE with the explaining
-    message. :func:`solve` uses this; the solver benchmark calls it to pick the ILP's engine.
+    Each query takes the cheapest allowed model whose predicted quality reaches α, else its highest-quality
+    one; caps are honoured greedily in query order.
     """
-    started = time.perf_counter()
-    reachable, best = _reachable(problem, started + time_limit)
-    if reachable:
-        return method(problem, time_limit)
-
-    if best is None:
-        best = max_quality_assignment(problem, deadline=started + time_limit)
-    reached = float(np.mean(problem.quality[np.arange(problem.n), best]))
-    message = unreachable_message(problem, reached)
-    logger.info("%s", message)
-    # Lexicographic second stage: the cheapest assignment whose quality equals the maximum (within 1e-9).
-    top = problem.with_min_quality(min(1.0, reached))
-    remaining = max(0.1 * time_limit, time_limit - (time.perf_counter() - started))
-    result = method(top, remaining)
-    if not (top.meets_quality(result.model_index) and top.respects_caps(result.model_index)):
-        logger.warning("%s method missed the max-quality level; returning the max-quality assignment", name)
-        result = make_assignment(top, best, SolveStatus.FEASIBLE, name, gap=math.inf)
-    if result.status is SolveStatus.FEASIBLE:
-        message += f"; its cost is at most {result.gap:.6g} USD above the cheapest of those"
-    return replace(
-        result,
-        status=SolveStatus.QUALITY_UNREACHABLE,
-        message=message,
-        expected_quality=float(np.mean(problem.quality[np.arange(problem.n), result.model_index])),
-    )
+    return solve(cost, quality, min_quality, capacity, allowed=allowed, method="per_query")

@@ -15,14 +15,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from numbers import Integral
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from eccos_core.errors import CapacityError, InputError
+from eccos_core.validation import check_alpha, check_cap
 
 QUALITY_RTOL = 1e-9
 """Relative tolerance of the quality constraint: an assignment meets α when its mean predicted quality is at
@@ -66,7 +65,8 @@ class Assignment:
     expected_cost: float
     """Sum of the chosen costs (USD)."""
     method: str
-    """Method that produced the assignment (``"exact"``, ``"ilp"``, ``"lagrangian"``, ``"per-query"``)."""
+    """Method that produced the assignment (``"exact"``, ``"ilp"``, ``"lagrangian"``, ``"per-query"``; what
+    ``"auto"`` chose is named here)."""
     gap: float = 0.0
     """Upper bound on ``expected_cost`` minus the optimum (USD); 0.0 when proven optimal."""
     message: str = ""
@@ -78,7 +78,9 @@ class Problem:
     """A validated instance. Built only by :func:`validate_problem`; the methods trust its invariants.
 
     ``cost`` and ``quality`` are finite float arrays with 0 wherever ``allowed`` is False, so the methods can
-    do arithmetic on them without masking first. ``allowed`` already excludes models whose cap is 0.
+    do arithmetic on them without masking first. ``allowed`` already excludes models whose cap is 0. Without a
+    mask they are the caller's own float arrays (not copied: at N = 10^6 a copy is tens of megabytes); no
+    method writes to them.
     """
 
     cost: np.ndarray
@@ -108,10 +110,28 @@ class Problem:
         """Number of models."""
         return int(self.cost.shape[1])
 
+    @cached_property
+    def unmasked(self) -> bool:
+        """Whether every pair is allowed (no mask, no model capped at 0): then nothing needs masking."""
+        return bool(self.allowed.all())
+
     @property
     def capped(self) -> bool:
         """Whether any cap can bind; without one the problem separates per query except for α."""
         return bool(self.binding.any())
+
+    def without_caps(self) -> Problem:
+        """The same instance with every cap lifted (models capped at 0 stay excluded through ``allowed``)."""
+        return Problem(
+            cost=self.cost,
+            quality=self.quality,
+            allowed=self.allowed,
+            min_quality=self.min_quality,
+            capacity=np.full(self.m, self.n, dtype=np.int64),
+            binding=np.zeros(self.m, dtype=bool),
+            caps_given=False,
+            mask_given=self.mask_given,
+        )
 
     def with_min_quality(self, min_quality: float) -> Problem:
         """The same instance with another α (used to find the cheapest of the highest-quality assignments)."""
@@ -131,9 +151,12 @@ class Problem:
         return self.n * self.min_quality * (1.0 - QUALITY_RTOL)
 
     def meets_quality(self, model_index: np.ndarray) -> bool:
-        """Whether an assignment reaches α within :data:`QUALITY_RTOL`."""
+        """Whether an assignment reaches α within :data:`QUALITY_RTOL`.
+
+        numpy's pairwise sum errs by far less than the tolerance band (N·α·1e-9), even at N = 10^6.
+        """
         rows = np.arange(self.n)
-        return math.fsum(self.quality[rows, model_index].tolist()) >= self.quality_floor()
+        return float(self.quality[rows, model_index].sum()) >= self.quality_floor()
 
     def respects_caps(self, model_index: np.ndarray) -> bool:
         """Whether an assignment uses only allowed pairs and stays within every cap."""
@@ -167,7 +190,13 @@ def _as_mask(value: Any, shape: tuple[int, int]) -> np.ndarray:
     return raw.astype(bool)
 
 
-def _check_entries(name: str, array: np.ndarray, allowed: np.ndarray, low: float, high: float) -> None:
+def _check_entries(name: str, array: np.ndarray, allowed: np.ndarray | None, low: float, high: float) -> None:
+    if allowed is None and array.size:
+        least, most = float(array.min()), float(array.max())  # NaN propagates into both
+        if math.isfinite(least) and math.isfinite(most) and least >= low and most <= high:
+            return
+    if allowed is None:
+        allowed = np.ones(array.shape, dtype=bool)
     bad = allowed & ~(np.isfinite(array) & (array >= low) & (array <= high))
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
@@ -178,18 +207,6 @@ def _check_entries(name: str, array: np.ndarray, allowed: np.ndarray, low: float
             f"{name}[{i}, {j}] is {float(array[i, j])!r} ({count} bad {entries}): every {name} must be finite "
             f"and {bound}; fix the {name} matrix (or mark the pair as not allowed)"
         )
-
-
-def _check_alpha(min_quality: Any) -> float:
-    if isinstance(min_quality, bool) or not isinstance(min_quality, (int, float, np.integer, np.floating)):
-        raise InputError(f"min_quality must be a number in [0, 1], got {min_quality!r}")
-    alpha = float(min_quality)
-    if not (0.0 <= alpha <= 1.0):  # also rejects NaN
-        raise InputError(
-            f"min_quality is {alpha!r} but must be in [0, 1] (the mean predicted p(success) to reach); "
-            "pass a value such as 0.8"
-        )
-    return alpha
 
 
 def _check_capacity(capacity: Sequence[int | None] | None, n: int, m: int) -> tuple[np.ndarray, bool]:
@@ -206,11 +223,7 @@ def _check_capacity(capacity: Sequence[int | None] | None, n: int, m: int) -> tu
     for j, cap in enumerate(capacity):
         if cap is None:
             continue
-        if isinstance(cap, (bool, np.bool_)) or not isinstance(cap, Integral):
-            raise InputError(f"capacity[{j}] is {cap!r}: each cap must be a non-negative int or None (uncapped)")
-        if int(cap) < 0:
-            raise InputError(f"capacity[{j}] is {int(cap)}: a cap must be >= 0 (None means uncapped)")
-        caps[j] = min(int(cap), n)
+        caps[j] = min(int(check_cap(cap, f"column {j}")), n)
     return caps, True
 
 
@@ -228,6 +241,9 @@ def _check_room(allowed: np.ndarray, caps: np.ndarray, raw_total: int) -> None:
         )
     if allowed.all():
         return
+    import scipy.sparse as sp  # only masked, capped batches need the max-flow check
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
     source, sink = n + m, n + m + 1
     qi, mj = np.nonzero(allowed)
     heads = np.concatenate([np.full(n, source), qi, n + np.arange(m)])
@@ -275,7 +291,7 @@ def validate_problem(
         InputError: A value is malformed; the message names it and what to fix.
         CapacityError: No assignment fits every query within the caps (and the mask).
     """
-    alpha = _check_alpha(min_quality)
+    alpha = check_alpha(min_quality)
     cost_array = _as_matrix("cost", cost)
     quality_array = _as_matrix("quality", quality)
     if cost_array.shape != quality_array.shape:
@@ -284,9 +300,10 @@ def validate_problem(
             "N×M (one row per query, one column per model)"
         )
     n, m = cost_array.shape
-    mask = np.ones((n, m), dtype=bool) if allowed is None else _as_mask(allowed, (n, m))
-    _check_entries("cost", cost_array, mask, 0.0, math.inf)
-    _check_entries("quality", quality_array, mask, 0.0, 1.0)
+    given = None if allowed is None else _as_mask(allowed, (n, m))
+    _check_entries("cost", cost_array, given, 0.0, math.inf)
+    _check_entries("quality", quality_array, given, 0.0, 1.0)
+    mask = np.ones((n, m), dtype=bool) if given is None else given
     caps, caps_given = _check_capacity(capacity, n, m)
     if n:
         blocked = np.flatnonzero(~mask.any(axis=1))
@@ -303,9 +320,10 @@ def validate_problem(
         _check_room(mask, caps, raw_total if m else 0)
     counts = mask.sum(axis=0)
     binding = caps < counts
+    everywhere = bool(counts.min(initial=n) == n)  # nothing to zero out: keep the caller's arrays, uncopied
     return Problem(
-        cost=np.where(mask, cost_array, 0.0),
-        quality=np.where(mask, quality_array, 0.0),
+        cost=cost_array if everywhere else np.where(mask, cost_array, 0.0),
+        quality=quality_array if everywhere else np.where(mask, quality_array, 0.0),
         allowed=mask,
         min_quality=alpha,
         capacity=caps,
@@ -358,8 +376,8 @@ def floor_str(value: float, places: int = 4) -> str:
     return f"{value:.3g}"
 
 
-def unreachable_message(problem: Problem, reached: float) -> str:
-    """The sentence of a QUALITY_UNREACHABLE result: says α is out of reach and what the best reaches."""
+def best_reach(problem: Problem, reached: float) -> str:
+    """Says what the best assignment the caps and the mask allow reaches, e.g. "the best ... reaches 0.61"."""
     if problem.caps_given and problem.mask_given:
         who = "the best assignment the caps and the allowed mask permit"
     elif problem.caps_given:
@@ -368,10 +386,19 @@ def unreachable_message(problem: Problem, reached: float) -> str:
         who = "the best assignment the allowed mask permits"
     else:
         who = "the best assignment (every query on its highest-quality model)"
-    fix = "lower min_quality" + (" or raise capacity" if problem.caps_given else "") + " or add stronger models"
+    return f"{who} reaches {floor_str(reached)}"
+
+
+def unreachable_fix(problem: Problem) -> str:
+    """What the caller can change when α is out of reach."""
+    return "lower min_quality" + (" or raise capacity" if problem.caps_given else "") + " or add stronger models"
+
+
+def unreachable_message(problem: Problem, reached: float) -> str:
+    """The sentence of a QUALITY_UNREACHABLE result: says α is out of reach and what the best reaches."""
     return (
-        f"min_quality {problem.min_quality:g} is unreachable: {who} reaches {floor_str(reached)}; returned the "
-        f"highest-quality assignment, cheapest among those ({fix})"
+        f"min_quality {problem.min_quality:g} is unreachable: {best_reach(problem, reached)}; returned the "
+        f"highest-quality assignment, cheapest among those ({unreachable_fix(problem)})"
     )
 
 

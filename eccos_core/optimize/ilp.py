@@ -1,6 +1,7 @@
 """The textbook formulation, solved by a general MIP solver through PuLP.
 
 It is the reference the other methods are checked against and the baseline the benchmark compares them with.
+PuLP is imported with this module, which :mod:`~eccos_core.optimize.methods` loads only when the ILP runs.
 
 One binary per allowed (query, model) pair, one ``= 1`` row per query, the quality row and one ``<=`` row per
 binding cap. HiGHS is used when PuLP can reach it (``highspy``), CBC otherwise. It is exact but builds
@@ -19,8 +20,9 @@ import numpy as np
 import pulp
 
 from eccos_core.optimize.assignment import Assignment, Problem, SolveStatus, make_assignment
-from eccos_core.optimize.exact import max_quality_assignment, quiet_highs
-from eccos_core.optimize.lagrangian import dual_ascent, scaled_costs
+from eccos_core.optimize.dual import scaled_costs
+from eccos_core.optimize.highs import quiet_highs
+from eccos_core.optimize.lp import lp_relaxation, max_quality_index
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _model(
     return model, variables, pair_i, pair_j
 
 
-def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto") -> Assignment:
+def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto") -> Assignment | None:
     """Solves the assignment as one MIP with PuLP.
 
     Args:
@@ -95,7 +97,8 @@ def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto
 
     Returns:
         OPTIMAL when the solver proves it; FEASIBLE when its time limit stopped it with an incumbent, with the
-        gap to the best lower bound known (the solver's, or the Lagrangian dual bound).
+        gap to the best lower bound known (the solver's, or the Lagrangian dual bound); None when the solver
+        found no solution at all (the caller then runs the exact method instead).
     """
     started = time.perf_counter()
     costs, scale = scaled_costs(problem)
@@ -109,11 +112,8 @@ def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto
         model.solve(engine)
         values = np.array([v.varValue if v.varValue is not None else 0.0 for v in variables])
         if model.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-            logger.warning("ILP (%s) found no solution (%s); using the exact method", engine_name, model.status)
-            from eccos_core.optimize.exact import solve_exact
-
-            fallback = solve_exact(problem, time_limit)
-            return make_assignment(problem, fallback.model_index, fallback.status, METHOD, gap=fallback.gap)
+            logger.warning("ILP (%s) found no solution (%s)", engine_name, model.status)
+            return None
         dense = np.full((problem.n, problem.m), -1.0)
         dense[pair_i, pair_j] = values
         index = dense.argmax(axis=1)
@@ -123,13 +123,14 @@ def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto
         logger.debug("ILP answer misses the quality floor by %.3g after rounding; tightening", shortfall)
         need += max(shortfall, 0.0) + 1e-7
     else:
-        index = max_quality_assignment(problem)
+        index = max_quality_index(problem, deadline=time.perf_counter() + max(1.0, time_limit))
         return make_assignment(problem, index, SolveStatus.FEASIBLE, METHOD, gap=math.inf)
     method = f"{METHOD}-{engine_name}" if solver != "auto" else METHOD
     if model.sol_status == pulp.LpSolutionOptimal:
         return make_assignment(problem, index, SolveStatus.OPTIMAL, method)
     total = math.fsum(costs[rows, index].tolist())
-    bound = dual_ascent(problem, costs, floor, deadline=time.perf_counter() + 0.1 * time_limit + 1.0).bound
+    lp = lp_relaxation(problem, costs, floor, deadline=time.perf_counter() + 0.1 * time_limit + 1.0, exact=False)
+    bound = lp.dual.bound if lp is not None else -math.inf
     if engine_name == "highs" and model.solverModel is not None:
         mip_bound = float(model.solverModel.getInfo().mip_dual_bound)
         if math.isfinite(mip_bound):

@@ -3,29 +3,17 @@
 Each query independently takes the cheapest allowed model whose predicted quality reaches α, or, when none
 does, the highest-quality one (cheaper on ties). Caps are honoured greedily in query order: a model that is
 full is skipped. The rule asks every query to reach α, so it overpays wherever an easy query could have
-carried a hard one; :func:`eccos_core.optimize.solve` is the batch-optimal alternative.
+carried a hard one; the other methods of :func:`eccos_core.optimize.solve` are the batch-optimal alternative.
+Run it as ``solve(..., method="per_query")`` (or :func:`eccos_core.optimize.per_query`).
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from eccos_core.optimize.assignment import (
-    QUALITY_RTOL,
-    Assignment,
-    Problem,
-    SolveStatus,
-    empty_assignment,
-    floor_str,
-    make_assignment,
-    validate_problem,
-)
-from eccos_core.optimize.lagrangian import dual_ascent, evaluate_dual, scaled_costs
+from eccos_core.optimize.assignment import QUALITY_RTOL, Problem
 
 METHOD = "per-query"
 
@@ -89,53 +77,11 @@ def _augment(problem: Problem, index: np.ndarray, room: np.ndarray, stuck: int) 
     raise AssertionError("capacity was validated to hold the batch, yet no augmenting path exists")
 
 
-def per_query(
-    cost: Any,
-    quality: Any,
-    min_quality: float,
-    capacity: Sequence[int | None] | None = None,
-    allowed: Any = None,
-) -> Assignment:
-    """Routes each query on its own: cheapest allowed model with predicted quality >= α, else the best one.
+def route(problem: Problem) -> np.ndarray:
+    """The rule's assignment: per query the cheapest allowed model reaching α, else its best one.
 
-    Args:
-        cost: N×M costs in USD.
-        quality: N×M predicted p(success).
-        min_quality: α, the quality every query should reach on its own.
-        capacity: Optional length-M caps (int or None = uncapped), honoured greedily in query order.
-        allowed: Optional N×M bool mask; False means model j cannot take query i.
-
-    Returns:
-        FEASIBLE when the batch's mean predicted quality reaches α (with the gap to the Lagrangian lower
-        bound), otherwise QUALITY_UNREACHABLE with a message giving the mean the rule reaches (gap NaN).
-
-    Raises:
-        InputError: Malformed inputs (see :func:`~eccos_core.optimize.assignment.validate_problem`).
-        CapacityError: The caps cannot hold the batch.
+    Caps are honoured greedily in query order. Whether the batch then meets α, and what to say when it does
+    not, is decided with every other method's results in :mod:`~eccos_core.optimize.methods`.
     """
-    problem = validate_problem(cost, quality, min_quality, capacity, allowed)
-    if problem.n == 0:
-        return empty_assignment(METHOD)
     order = _preference(problem)
-    index = order[:, 0] if not problem.capped else _place(problem, order)
-    mean = float(np.mean(problem.quality[np.arange(problem.n), index]))
-    if not problem.meets_quality(index):
-        return Assignment(
-            model_index=index,
-            status=SolveStatus.QUALITY_UNREACHABLE,
-            expected_quality=mean,
-            expected_cost=math.fsum(problem.cost[np.arange(problem.n), index].tolist()),
-            method=METHOD,
-            gap=math.nan,
-            message=(
-                f"min_quality {problem.min_quality:g} is unreachable by the per-query rule: its assignment "
-                f"reaches {floor_str(mean)} (queries with no model at α take their best one); solve() finds the "
-                "cheapest batch that meets the mean when one exists"
-            ),
-        )
-    costs, scale = scaled_costs(problem)
-    need = problem.quality_floor()
-    dual = dual_ascent(problem, costs, need, deadline=math.inf, sweeps=20)
-    bound, _ = evaluate_dual(problem, costs, dual.lam, dual.mu, need)
-    total = math.fsum(costs[np.arange(problem.n), index].tolist())
-    return make_assignment(problem, index, SolveStatus.FEASIBLE, METHOD, gap=max(0.0, total - bound) * scale)
+    return order[:, 0] if not problem.capped else _place(problem, order)

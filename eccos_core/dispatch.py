@@ -1,0 +1,420 @@
+"""Dispatch: send one planned query along its fallback chain through LiteLLM, sync, async or streaming.
+
+The walk is the same in all four forms: try the planned model; on a provider failure (an error status, a
+timeout, a dropped connection) record a :class:`Fallback` and try the next model of the query's chain, fixed
+at plan time. A missing or rejected credential is a configuration error and raises :class:`CredentialError`
+at once. A stream falls back only before its first chunk; after it a failure raises
+:class:`StreamInterruptedError` (restarting would repeat text the caller has already shown).
+
+Actual cost is LiteLLM's own response cost where it knows the model, else billed tokens × the pool's prices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eccos_core.errors import CredentialError, DispatchError, StreamInterruptedError
+from eccos_core.litellm_env import quiet_litellm
+from eccos_core.messages import Message, count_text_tokens, sendable
+from eccos_core.planner import QueryPlan, RoutingPlan
+from eccos_core.pricing import DEFAULT_TIMEOUT, ModelSpec
+from eccos_core.redaction import redact, secrets_in
+
+logger = logging.getLogger("eccos.dispatch")
+
+_CREDENTIAL_HINTS = ("missing credentials", "api key not", "api_key client option", "no api key", "invalid api key")
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """One failed attempt at a provider; the text never contains a credential."""
+
+    model: str
+    """Pool name of the model that failed."""
+    error_type: str
+    """Exception class name (e.g. ``InternalServerError``, ``Timeout``)."""
+    error: str
+    """The error message with every credential of the pool and call replaced by ``***``."""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form."""
+        return {"model": self.model, "error_type": self.error_type, "error": self.error}
+
+
+@dataclass(frozen=True)
+class RoutedResponse:
+    """A provider's answer to one routed query, with what it actually cost."""
+
+    response: Any
+    """LiteLLM ``ModelResponse`` from the provider that answered (assembled from the chunks for a stream)."""
+    model: str
+    """Pool name of the model that answered (differs from ``plan.model`` after a fallback)."""
+    plan: QueryPlan
+    """What the router planned for this query, including the batch's status and message."""
+    input_tokens: int
+    """Prompt tokens billed, from the response's usage."""
+    output_tokens: int
+    """Completion tokens billed, from the response's usage."""
+    cost: float
+    """Actual USD cost of the answer."""
+    fallbacks: tuple[Fallback, ...] = ()
+    """Every failed attempt before the answer, in order."""
+    latency_s: float = 0.0
+    """Seconds from the first attempt to the answer, fallbacks included."""
+
+    @property
+    def text(self) -> str:
+        """Content of the first choice (``""`` when the provider sent none)."""
+        try:
+            return self.response.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):
+            return ""
+
+    @property
+    def status(self) -> str:
+        """The plan's status: ``optimal``, ``feasible`` or ``quality_unreachable``."""
+        return self.plan.status.value
+
+    @property
+    def message(self) -> str:
+        """The plan's explanation (why a quality target was out of reach), or ``""``."""
+        return self.plan.message
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The routing decision and its outcome as JSON-safe data (for framework metadata and traces)."""
+        return {
+            "model": self.model,
+            "planned_model": self.plan.model,
+            "p_success": self.plan.p_success,
+            "predicted_output_tokens": self.plan.output_tokens,
+            "predicted_cost": self.plan.cost,
+            "cost": self.cost,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "min_quality": self.plan.min_quality,
+            "status": self.status,
+            "message": self.message,
+            "solver": self.plan.solver,
+            "batch_size": self.plan.batch_size,
+            "fallbacks": [f.to_dict() for f in self.fallbacks],
+            "latency_s": self.latency_s,
+        }
+
+
+class Ledger:
+    """Slots left under each model's cap while a batch is sent, so fallbacks respect caps too (thread-safe).
+
+    Build one per planned batch with :meth:`for_plan` and pass it to every ``send`` / ``asend`` of the batch.
+    """
+
+    @classmethod
+    def for_plan(cls, plan: RoutingPlan) -> Ledger:
+        """The ledger of a planned batch: its caps less what the plan already assigned."""
+        names = list(plan.caps)
+        return cls(names, [plan.caps[n] for n in names], plan.models)
+
+    def __init__(self, names: Sequence[str], caps: Sequence[int | None], planned: Sequence[str]) -> None:
+        self._room = {
+            name: None if cap is None else cap - sum(1 for p in planned if p == name)
+            for name, cap in zip(names, caps, strict=True)
+        }
+        self._lock = threading.Lock()
+
+    def take(self, name: str) -> bool:
+        """Claim one slot on ``name`` for a fallback; False when its cap is used up."""
+        with self._lock:
+            room = self._room.get(name)
+            if room is None:
+                return True
+            if room <= 0:
+                return False
+            self._room[name] = room - 1
+            return True
+
+
+class _Walk:
+    """The state of one query's walk along its chain; sync, async and streaming sends share it."""
+
+    def __init__(self, dispatcher: Dispatcher, entry: QueryPlan, options: Mapping[str, Any], ledger: Ledger | None):
+        self.dispatcher = dispatcher
+        self.entry = entry
+        self.options = dict(options)
+        self.ledger = ledger
+        self.fallbacks: list[Fallback] = []
+        self.started = time.perf_counter()
+        self.secrets = dispatcher.secrets + (secrets_in([self.options]) if self.options else ())
+
+    def models(self) -> Iterator[ModelSpec]:
+        """The planned model, then its fallbacks (skipping those whose cap this batch has used up)."""
+        yield self.dispatcher.spec(self.entry.model)
+        for name in self.entry.chain:
+            if self.ledger is None or self.ledger.take(name):
+                yield self.dispatcher.spec(name)
+
+    def request(self, spec: ModelSpec, messages: Sequence[Message], stream: bool = False) -> dict[str, Any]:
+        options = {**spec.litellm_params, **self.options}
+        options.setdefault("num_retries", 0)
+        options.setdefault("timeout", spec.timeout or DEFAULT_TIMEOUT)
+        if stream:
+            options["stream"] = True
+            options.setdefault("stream_options", {"include_usage": True})
+        return {"model": spec.litellm_model, "messages": sendable(messages), **options}
+
+    def failed(self, spec: ModelSpec, exc: Exception) -> None:
+        """Record a failed attempt, or raise :class:`CredentialError` when the cause is a credential."""
+        text = redact(str(exc), self.secrets)
+        if _is_credential_error(exc):
+            raise CredentialError(_credential_message(spec, type(exc).__name__, text)) from None
+        self.fallbacks.append(Fallback(spec.name, type(exc).__name__, text))
+        logger.warning(
+            "query %d: model %r failed with %s; trying the next model", self.entry.index, spec.name, type(exc).__name__
+        )
+        logger.debug("query %d: model %r error: %s", self.entry.index, spec.name, text)
+
+    def done(self, spec: ModelSpec, response: Any) -> RoutedResponse:
+        usage = getattr(response, "usage", None)
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        input_tokens = int(prompt) if prompt is not None else self.entry.input_tokens
+        if completion is None:
+            text = _content(response)
+            completion = count_text_tokens(text) if text else 0
+        reported = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        priced = input_tokens * spec.input_cost_per_token + int(completion) * spec.output_cost_per_token
+        cost = float(reported) if isinstance(reported, (int, float)) and reported > 0 else float(priced)
+        return RoutedResponse(
+            response=response,
+            model=spec.name,
+            plan=self.entry,
+            input_tokens=input_tokens,
+            output_tokens=int(completion),
+            cost=cost,
+            fallbacks=tuple(self.fallbacks),
+            latency_s=time.perf_counter() - self.started,
+        )
+
+    def exhausted(self) -> DispatchError:
+        i = self.entry.index
+        tried = ", ".join(f"{f.model} ({f.error_type})" for f in self.fallbacks) or "none could take it"
+        error = DispatchError(
+            f"query {i}: every model that could take it failed: {tried}; check those providers' endpoints "
+            "(this error's .fallbacks hold the messages)"
+        )
+        error.index = i  # type: ignore[attr-defined]
+        error.fallbacks = tuple(self.fallbacks)  # type: ignore[attr-defined]
+        error.results = None  # type: ignore[attr-defined]
+        return error
+
+    def interrupted(self, spec: ModelSpec, exc: Exception, chunks: int) -> StreamInterruptedError:
+        text = redact(str(exc), self.secrets)
+        self.fallbacks.append(Fallback(spec.name, type(exc).__name__, text))
+        error = StreamInterruptedError(
+            f"query {self.entry.index}: model {spec.name!r} failed after {chunks} streamed chunks "
+            f"({type(exc).__name__}); not restarted on another model, since that would repeat the text already sent"
+        )
+        error.index = self.entry.index  # type: ignore[attr-defined]
+        error.fallbacks = tuple(self.fallbacks)  # type: ignore[attr-defined]
+        error.results = None  # type: ignore[attr-defined]
+        return error
+
+
+class Dispatcher:
+    """Sends planned queries to the pool's models through LiteLLM."""
+
+    def __init__(self, pool: Sequence[ModelSpec]) -> None:
+        self._specs = {m.name: m for m in pool}
+        self.secrets = secrets_in([m.litellm_params for m in pool])
+
+    def spec(self, name: str) -> ModelSpec:
+        """The pool entry called ``name``."""
+        return self._specs[name]
+
+    def send(
+        self, entry: QueryPlan, messages: Sequence[Message], *, ledger: Ledger | None = None, **options: Any
+    ) -> RoutedResponse:
+        """Send one planned query (``litellm.completion``), falling back along its chain."""
+        import litellm
+
+        walk = _Walk(self, entry, options, ledger)
+        with quiet_litellm():
+            for spec in walk.models():
+                try:
+                    response = litellm.completion(**walk.request(spec, messages))
+                except Exception as exc:  # any provider failure moves the call to the next model
+                    walk.failed(spec, exc)
+                    continue
+                return walk.done(spec, response)
+        raise walk.exhausted()
+
+    async def asend(
+        self, entry: QueryPlan, messages: Sequence[Message], *, ledger: Ledger | None = None, **options: Any
+    ) -> RoutedResponse:
+        """Async :meth:`send` (``litellm.acompletion``)."""
+        import litellm
+
+        walk = _Walk(self, entry, options, ledger)
+        with quiet_litellm():
+            for spec in walk.models():
+                try:
+                    response = await litellm.acompletion(**walk.request(spec, messages))
+                except Exception as exc:  # any provider failure moves the call to the next model
+                    walk.failed(spec, exc)
+                    continue
+                return walk.done(spec, response)
+        raise walk.exhausted()
+
+    def stream(self, entry: QueryPlan, messages: Sequence[Message], **options: Any) -> RoutedStream:
+        """Stream one planned query: an iterator of LiteLLM chunks; ``.result`` once it is exhausted."""
+        return RoutedStream(_Walk(self, entry, options, None), messages)
+
+    def astream(self, entry: QueryPlan, messages: Sequence[Message], **options: Any) -> AsyncRoutedStream:
+        """Async :meth:`stream`: an async iterator of LiteLLM chunks."""
+        return AsyncRoutedStream(_Walk(self, entry, options, None), messages)
+
+
+class _StreamState:
+    """What a stream has seen: the answering model, its chunks, and the final response."""
+
+    def __init__(self, walk: _Walk, messages: Sequence[Message]) -> None:
+        self._walk = walk
+        self._messages = list(messages)
+        self.chunks: list[Any] = []
+        self.spec: ModelSpec | None = None
+        self.result: RoutedResponse | None = None
+        """The assembled answer with usage and actual cost; set once the stream is exhausted."""
+
+    @property
+    def model(self) -> str | None:
+        """Pool name of the model streaming the answer (known from the first chunk on)."""
+        return None if self.spec is None else self.spec.name
+
+    @property
+    def plan(self) -> QueryPlan:
+        """What the router planned for this call."""
+        return self._walk.entry
+
+    @property
+    def fallbacks(self) -> tuple[Fallback, ...]:
+        """Failed attempts so far."""
+        return tuple(self._walk.fallbacks)
+
+    def _finish(self) -> None:
+        import litellm
+
+        assert self.spec is not None
+        # without messages: usage comes in the stream, and counting the prompt again would load tokenizers
+        response = litellm.stream_chunk_builder(self.chunks)
+        self.result = self._walk.done(self.spec, response)
+
+
+class RoutedStream(_StreamState):
+    """Iterator over a routed call's LiteLLM chunks, falling back only before the first chunk."""
+
+    def __iter__(self) -> Iterator[Any]:
+        import litellm
+
+        walk = self._walk
+        with quiet_litellm():
+            for spec in walk.models():
+                try:
+                    source = iter(litellm.completion(**walk.request(spec, self._messages, stream=True)))
+                    first = next(source)
+                except StopIteration:
+                    first, source = None, iter(())
+                except Exception as exc:  # before the first chunk nothing was shown: fall back
+                    walk.failed(spec, exc)
+                    continue
+                self.spec = spec
+                yield from self._relay(first, source)
+                return
+        raise walk.exhausted()
+
+    def _relay(self, first: Any, source: Iterator[Any]) -> Iterator[Any]:
+        assert self.spec is not None
+        if first is not None:
+            self.chunks.append(first)
+            yield first
+        while True:
+            try:
+                chunk = next(source)
+            except StopIteration:
+                break
+            except Exception as exc:
+                raise self._walk.interrupted(self.spec, exc, len(self.chunks)) from None
+            self.chunks.append(chunk)
+            yield chunk
+        self._finish()
+
+
+class AsyncRoutedStream(_StreamState):
+    """Async iterator over a routed call's LiteLLM chunks, falling back only before the first chunk."""
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        import litellm
+
+        walk = self._walk
+        with quiet_litellm():
+            for spec in walk.models():
+                try:
+                    source = aiter(await litellm.acompletion(**walk.request(spec, self._messages, stream=True)))
+                    first = await anext(source, None)
+                except Exception as exc:  # before the first chunk nothing was shown: fall back
+                    walk.failed(spec, exc)
+                    continue
+                self.spec = spec
+                if first is not None:
+                    self.chunks.append(first)
+                    yield first
+                while True:
+                    try:
+                        chunk = await anext(source)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        raise walk.interrupted(spec, exc, len(self.chunks)) from None
+                    self.chunks.append(chunk)
+                    yield chunk
+                self._finish()
+                return
+        raise walk.exhausted()
+
+
+def _content(response: Any) -> str:
+    try:
+        return response.choices[0].message.content or ""
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+def _is_credential_error(exc: Exception) -> bool:
+    import litellm
+
+    if isinstance(exc, litellm.AuthenticationError):
+        return True
+    text = str(exc).lower()
+    return any(hint in text for hint in _CREDENTIAL_HINTS)
+
+
+def _credential_message(spec: ModelSpec, error_type: str, text: str) -> str:
+    import litellm
+
+    hint = "set litellm_params.api_key for it in the models file"
+    if "api_key" not in spec.litellm_params:
+        try:
+            missing = litellm.validate_environment(str(spec.litellm_model)).get("missing_keys") or []
+        except Exception:  # LiteLLM cannot tell for some providers
+            missing = []
+        if missing:
+            hint = f"set the environment variable {' / '.join(missing)} or {hint}"
+    return (
+        f"model {spec.name!r} ({spec.litellm_model}): the provider rejected the call's credential or got none "
+        f"({error_type}: {text[:300]}); {hint}. A credential problem is not retried on other models."
+    )
+
+
+__all__ = ["AsyncRoutedStream", "Dispatcher", "Fallback", "Ledger", "RoutedResponse", "RoutedStream"]

@@ -1,0 +1,227 @@
+"""Fused predictor: the trained network and the retrieval predictor, blended and recalibrated.
+
+The two err differently: retrieval knows exactly what happened on near-duplicate queries but averages over a
+handful of noisy neighbours; the network generalises over the whole log but smooths over the specific. So
+
+    quality = calibrate(γ · trained + (1 − γ) · retrieval),   tokens = δ · trained + (1 − δ) · retrieval,
+
+with γ chosen to minimise the Brier score and δ the absolute token error of the two parts' *out-of-fold*
+predictions (held-out data both parts produced without each query's own outcome), and a per-model isotonic
+calibration on top, cross-fitted in halves exactly like :class:`RetrievalPredictor` does, so the fused
+:attr:`out_of_fold` is still out of fold for the quality guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eccos_core.calibration import IsotonicCalibration
+from eccos_core.errors import InputError, PredictorStateError
+from eccos_core.logs import RoutingLogs
+from eccos_core.predictors.base import Prediction, Predictor, read_manifest, register, write_manifest
+from eccos_core.predictors.encoder import SentenceEncoder
+from eccos_core.predictors.retrieval import RetrievalPredictor
+from eccos_core.predictors.trained import CachedEncoder, TrainedPredictor
+
+_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+"""Weights tried for γ and δ."""
+_OOF = "out_of_fold.safetensors"
+
+
+@register
+class FusedPredictor(Predictor):
+    """γ-blend of :class:`TrainedPredictor` and :class:`RetrievalPredictor`, isotonic-calibrated.
+
+    Example:
+        >>> from eccos_core.bundled import bundled_logs
+        >>> predictor = FusedPredictor().fit(bundled_logs())  # doctest: +SKIP
+        >>> predictor.gamma, predictor.delta  # doctest: +SKIP
+        (0.55, 0.5)
+    """
+
+    kind = "fused"
+
+    def __init__(
+        self,
+        retrieval: RetrievalPredictor | None = None,
+        trained: TrainedPredictor | None = None,
+        *,
+        gamma: float | None = None,
+        delta: float | None = None,
+        calibrate: bool | None = None,
+        encoder: SentenceEncoder | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        """Configure the parts; nothing is embedded or trained until :meth:`fit`.
+
+        Args:
+            retrieval: The retrieval part; default ``RetrievalPredictor(k=16)``.
+            trained: The trained part; default ``TrainedPredictor()``.
+            gamma: Fix the quality weight of the trained part instead of choosing it (1 = trained only).
+            delta: Fix the token weight of the trained part instead of choosing it.
+            calibrate: Isotonic calibration of the blended quality; ``None`` (default) decides on the
+                out-of-fold predictions: calibrate when the cross-fitted calibration lowers their Brier score
+                (a blend dominated by the network, trained on the outcomes with cross-entropy, can already be
+                calibrated, and then isotonic steps only add noise).
+            encoder: Shared by both parts (wrapped in a :class:`CachedEncoder` so each query is embedded once).
+            show_progress: Progress bars while fitting.
+        """
+        for name, value in (("gamma", gamma), ("delta", delta)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        shared = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
+        self.retrieval = retrieval or RetrievalPredictor(show_progress=show_progress)
+        self.trained = trained or TrainedPredictor(show_progress=show_progress)
+        self.retrieval.encoder = self.trained.encoder = self.encoder = shared
+        self.fixed = (gamma, delta)
+        self.calibrate = calibrate
+        self.gamma: float = 0.5 if gamma is None else gamma
+        """Weight of the trained part in quality (chosen by :meth:`fit` unless fixed)."""
+        self.delta: float = 0.5 if delta is None else delta
+        """Weight of the trained part in output tokens (chosen by :meth:`fit` unless fixed)."""
+        self.models: tuple[str, ...] = ()
+        self.out_of_fold: Prediction | None = None
+        self._calibration: IsotonicCalibration | None = None
+
+    # ------------------------------------------------------------------------------------------ fitting
+    def fit(self, logs: RoutingLogs) -> FusedPredictor:
+        """Fit both parts (embedding every query once), then choose γ, δ and the calibration."""
+        with self.encoder.remembering():
+            self.retrieval.fit(logs)
+            self.trained.fit(logs)
+        return self.combine(logs)
+
+    @classmethod
+    def from_parts(
+        cls, retrieval: RetrievalPredictor, trained: TrainedPredictor, logs: RoutingLogs, **options: Any
+    ) -> FusedPredictor:
+        """Fuse two parts already fitted on ``logs`` (ablations and benchmarks reuse one training this way)."""
+        return cls(retrieval, trained, encoder=retrieval.encoder, **options).combine(logs)
+
+    def combine(self, logs: RoutingLogs) -> FusedPredictor:
+        """Choose γ, δ and the calibration from the fitted parts' out-of-fold predictions on ``logs``."""
+        models = tuple(self.retrieval.models)
+        if tuple(self.trained.models) != models:
+            raise InputError(f"the parts were fitted on different pools: {models} vs {self.trained.models}")
+        r_oof, t_oof = self.retrieval.out_of_fold, self.trained.out_of_fold
+        if r_oof is None or t_oof is None or len(r_oof.quality) != len(logs):
+            raise PredictorStateError("fit both parts on these logs first: their out-of-fold predictions are needed")
+        scores = logs.scores(models)
+        tokens = logs.matrix("output_tokens", models)
+        gamma, delta = self.fixed
+        if gamma is None:
+            briers = [
+                _brier(self._cross_calibrated(g * t_oof.quality + (1 - g) * r_oof.quality, scores), scores)
+                for g in _GRID
+            ]
+            gamma = float(_GRID[int(np.argmin(briers))])
+        seen = ~np.isnan(tokens)
+        if delta is None and seen.any():
+            errors = [
+                np.abs(d * t_oof.output_tokens + (1 - d) * r_oof.output_tokens - tokens)[seen].mean() for d in _GRID
+            ]
+            delta = float(_GRID[int(np.argmin(errors))])
+        elif delta is None:
+            delta = 0.5  # no logged lengths: both parts predict each model's mean, so δ changes nothing
+        self.models, self.gamma, self.delta = models, gamma, delta
+        quality = gamma * t_oof.quality + (1 - gamma) * r_oof.quality
+        cross = self._cross_calibrated(quality, scores)
+        calibrate = self.calibrate if self.calibrate is not None else _brier(cross, scores) < _brier(quality, scores)
+        self._calibration = IsotonicCalibration.fit(quality, scores) if calibrate else None
+        oof_quality = cross if calibrate else quality
+        oof_tokens = delta * t_oof.output_tokens + (1 - delta) * r_oof.output_tokens
+        self.out_of_fold = Prediction(models, np.clip(oof_quality, 0.0, 1.0), oof_tokens)
+        return self
+
+    @staticmethod
+    def _cross_calibrated(quality: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Each half of the queries calibrated by an isotonic fit on the other half (as retrieval does)."""
+        half = np.random.default_rng(0).permutation(len(quality)) % 2 == 0
+        out = np.empty_like(quality)
+        for fit_rows, apply_rows in ((half, ~half), (~half, half)):
+            out[apply_rows] = IsotonicCalibration.fit(quality[fit_rows], scores[fit_rows]).apply(quality[apply_rows])
+        return out
+
+    # --------------------------------------------------------------------------------------- predicting
+    def predict(self, queries: Sequence[str]) -> Prediction:
+        """Blend the two parts' predictions (each query embedded once) and calibrate."""
+        if not self.models:
+            raise PredictorStateError("FusedPredictor is not fitted: call fit(logs) or load(dir) first")
+        if isinstance(queries, str):
+            raise InputError("predict takes a sequence of query strings, not a single string")
+        with self.encoder.remembering():
+            r = self.retrieval.predict(queries).select(self.models)
+            t = self.trained.predict(queries).select(self.models)
+        quality = self.gamma * t.quality + (1 - self.gamma) * r.quality
+        if self._calibration is not None:
+            quality = self._calibration.apply(quality)
+        tokens = self.delta * t.output_tokens + (1 - self.delta) * r.output_tokens
+        return Prediction(self.models, np.clip(quality, 0.0, 1.0), tokens)
+
+    # ------------------------------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write both parts into subdirectories, then γ, δ and the calibration as JSON (no pickle)."""
+        from safetensors.numpy import save_file
+
+        if not self.models:
+            raise PredictorStateError("cannot save an unfitted FusedPredictor: call fit(logs) first")
+        path = Path(path)
+        self.retrieval.save(path / "retrieval")
+        self.trained.save(path / "trained")
+        files = []
+        if self.out_of_fold is not None:
+            oof = {"quality": self.out_of_fold.quality, "output_tokens": self.out_of_fold.output_tokens}
+            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in oof.items()}, str(path / _OOF))
+            files.append(_OOF)
+        write_manifest(
+            path,
+            self.kind,
+            checksums=files,
+            models=list(self.models),
+            gamma=self.gamma,
+            delta=self.delta,
+            fixed=list(self.fixed),
+            calibrate=self.calibrate,
+            calibration=None if self._calibration is None else self._calibration.to_dict(),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, models: Sequence[str] | None = None) -> FusedPredictor:
+        """Read a predictor written by :meth:`save`; ``models``, when given, must be the pool it was fitted on."""
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.get("kind") != cls.kind:
+            raise PredictorStateError(f"{path} holds a {manifest.get('kind')!r} predictor, not {cls.kind!r}")
+        saved = tuple(manifest["models"])
+        if models is not None and tuple(models) != saved:
+            raise PredictorStateError(
+                f"{path} was fitted for the pool {list(saved)}, not {list(models)}: refit it on logs of this pool"
+            )
+        retrieval = RetrievalPredictor.load(path / "retrieval")
+        trained = TrainedPredictor.load(path / "trained", models=saved)
+        if tuple(retrieval.models) != saved:
+            raise PredictorStateError(f"{path}: the retrieval part knows {retrieval.models}, the manifest {saved}")
+        fixed = manifest.get("fixed", [None, None])
+        predictor = cls(retrieval, trained, gamma=fixed[0], delta=fixed[1], encoder=retrieval.encoder)
+        predictor.models, predictor.gamma, predictor.delta = saved, float(manifest["gamma"]), float(manifest["delta"])
+        predictor.calibrate = manifest.get("calibrate")
+        if manifest["calibration"] is not None:
+            predictor._calibration = IsotonicCalibration.from_dict(manifest["calibration"])
+            if len(predictor._calibration.x) != len(saved):
+                raise PredictorStateError(f"{path}: calibration covers {len(predictor._calibration.x)} models")
+        if (path / _OOF).is_file():
+            oof = load_file(str(path / _OOF))
+            predictor.out_of_fold = Prediction(saved, oof["quality"], oof["output_tokens"])
+        return predictor
+
+
+def _brier(quality: np.ndarray, scores: np.ndarray) -> float:
+    seen = ~np.isnan(scores)
+    return float(np.mean((quality[seen] - scores[seen]) ** 2))

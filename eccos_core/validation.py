@@ -1,0 +1,56 @@
+"""Checks of the numbers a caller gives the router: ``min_quality`` and per-model caps."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eccos_core.errors import ConfigError, InputError
+
+
+def check_alpha(min_quality: Any, name: str = "min_quality") -> float:
+    """``min_quality`` as a float in [0, 1] (numpy scalars accepted)."""
+    if isinstance(min_quality, bool) or not isinstance(min_quality, numbers.Real):
+        raise InputError(f"{name} must be a number in [0, 1], got {min_quality!r}")
+    alpha = float(min_quality)
+    if math.isnan(alpha) or not 0.0 <= alpha <= 1.0:
+        raise InputError(f"{name} must lie in [0, 1] (mean success rate), got {min_quality!r}")
+    return alpha
+
+
+def check_cap(cap: Any, name: str) -> int | None:
+    """One model's cap: ``None`` or a non-negative integer (numpy integers accepted)."""
+    if cap is None:
+        return None
+    if isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or int(cap) < 0:
+        raise InputError(f"capacity of model {name!r} must be a non-negative integer or None, got {cap!r}")
+    return int(cap)
+
+
+def resolve_capacity(
+    capacity: Mapping[str, Any] | Sequence[Any] | None, names: Sequence[str], defaults: Sequence[int | None]
+) -> tuple[int | None, ...]:
+    """Per-model caps for one batch: the pool's ``defaults`` overridden by ``capacity``.
+
+    ``capacity`` is ``{name: cap}`` (overriding those models) or one entry per pool model (``None`` = no cap).
+    """
+    caps = list(defaults)
+    if capacity is None:
+        return tuple(caps)
+    if isinstance(capacity, Mapping):
+        unknown = [name for name in capacity if name not in names]
+        if unknown:
+            raise ConfigError(f"capacity names models {unknown} that are not in the pool; pool models: {list(names)}")
+        for name, cap in capacity.items():
+            caps[list(names).index(name)] = check_cap(cap, name)
+        return tuple(caps)
+    if isinstance(capacity, (str, bytes)) or not hasattr(capacity, "__len__"):
+        raise InputError(f"capacity must be a dict {{model name: int}} or one entry per pool model, got {capacity!r}")
+    if len(capacity) != len(names):
+        raise InputError(
+            f"capacity has {len(capacity)} entries but the pool has {len(names)} models {list(names)}; "
+            "give one per model (None = no cap) or a dict {name: int}"
+        )
+    return tuple(check_cap(cap, name) for cap, name in zip(capacity, names, strict=True))

@@ -1,0 +1,140 @@
+"""Where a LangChain runnable gets its router, and how it turns call options into one ``Router.plan`` call.
+
+Shared by :class:`~langchain_eccos.chat_models.ChatECCOS` and :class:`~langchain_eccos.selector.ECCOSSelector`.
+The router is resolved on first use, never at import or construction: an explicit ``router``; else a saved one
+(``router_path``, with ``models`` supplying the live pool and its credentials); else the bundled default
+router (``Router.default()``, loaded once per process), re-pointed at ``models`` when those are given.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from eccos_core.pricing import ModelSpec
+    from eccos_core.router import Router
+
+ROUTE_EVENT = "eccos_route"
+"""Name of the custom callback event sent once per routing decision (its data: ``QueryPlan.to_dict()``)."""
+
+
+@functools.lru_cache(maxsize=1)
+def default_router() -> Router:
+    """The bundled default router, loaded once per process and shared by every runnable that uses it."""
+    from eccos_core.router import Router
+
+    return Router.default()
+
+
+def _pool(models: Any) -> tuple[ModelSpec, ...] | None:
+    """``models`` as a pool: ``None``, a models file path, or ModelSpecs / models-file entries."""
+    from eccos_core.pricing import ModelSpec, load_models, validate_pool
+
+    if models is None:
+        return None
+    if isinstance(models, str):
+        return load_models(models)
+    return validate_pool(m if isinstance(m, ModelSpec) else ModelSpec.from_dict(m) for m in models)
+
+
+class RouterSettings(BaseModel):
+    """The fields that say which router decides and how strict it is; the router itself loads lazily."""
+
+    router: Any = Field(default=None, exclude=True)
+    """An ``eccos_core.Router``. Left unset, :attr:`router_path` or the bundled default router is loaded on
+    first use (never at import or construction). Not serialized: it holds the pool's credentials."""
+
+    router_path: str | None = None
+    """Directory of a router saved with ``Router.save``; loaded on first use."""
+
+    models: Any = Field(default=None, exclude=True)
+    """The live pool: a models file path, or ``ModelSpec`` objects / models-file entries. With
+    :attr:`router_path` it supplies the credentials a saved router never holds; alone, it re-points the bundled
+    default router's predictor at these endpoints (names must be bundled models). Not serialized."""
+
+    min_quality: float = Field(default=0.6, ge=0.0, le=1.0)
+    """Mean success in [0, 1] that each call (or each ``.batch()``, as a whole) must reach. Overridable per
+    chain (``.bind(min_quality=...)``) or per call (``invoke(..., min_quality=...)``)."""
+
+    capacity: dict[str, int | None] | None = None
+    """Most queries of one batch each named model may take (``{name: cap}``; ``None`` = no cap)."""
+
+    _loaded: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("router")
+    @classmethod
+    def _check_router(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        from eccos_core.router import Router
+
+        if not isinstance(value, Router):
+            raise TypeError(f"router must be an eccos_core.Router, got {type(value).__name__}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RouterSettings:
+        if self.router is not None and (self.router_path is not None or self.models is not None):
+            raise ValueError("give either router, or router_path (+ models), not both")
+        return self
+
+    def get_router(self) -> Router:
+        """The router that decides, loading it on first use (thread-safe)."""
+        if self.router is not None:
+            return self.router
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load_router()
+        return self._loaded
+
+    def record_outcome(self, query: Any, model: str, score: float, output_tokens: float | None = None) -> None:
+        """Tell the router how ``model`` did on ``query`` (score in [0, 1]); similar queries see it at once.
+
+        Delegates to :meth:`eccos_core.router.Router.record_outcome`; call ``get_router().refit()`` on your own
+        schedule to refresh the calibration and the quality guard.
+        """
+        self.get_router().record_outcome(query, model, score, output_tokens)
+
+    def _load_router(self) -> Router:
+        from eccos_core.router import Router
+
+        pool = _pool(self.models)
+        if self.router_path is not None:
+            return Router.load(self.router_path, models=pool)
+        base = default_router()
+        if pool is None:
+            return base
+        return Router(
+            pool,
+            base.predictor,
+            base.guard,
+            method=base.method,
+            time_limit=base.time_limit,
+            max_concurrency=base.max_concurrency,
+        )
+
+    def _settings_params(self) -> dict[str, Any]:
+        """The routing settings as tracing / identifying parameters (no router object, no credentials)."""
+        return {"router_path": self.router_path, "min_quality": self.min_quality, "capacity": self.capacity}
+
+
+def pin_capacity(router: Router, capacity: Mapping[str, int | None] | None, model: str) -> dict[str, int | None]:
+    """Caps that leave ``model`` as the only choice: a call's ``model=`` override pins it to one pool model.
+
+    Raises:
+        ValueError: ``model`` is not in the router's pool.
+    """
+    names = [spec.name for spec in router.models]
+    if model not in names:
+        raise ValueError(f"model={model!r} is not in the router's pool {names}; pass one of those names")
+    return {**(capacity or {}), **{name: 0 for name in names if name != model}}
+
+
+__all__ = ["ROUTE_EVENT", "RouterSettings", "default_router", "pin_capacity"]

@@ -1,0 +1,183 @@
+"""The trained, fused, MLP and MF predictors: the predictor protocol, determinism, persistence, out-of-fold."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eccos_core.errors import PredictorStateError
+from eccos_core.logs import LogRecord, Outcome, RoutingLogs
+from eccos_core.predictors import PREDICTORS, load_predictor
+from eccos_core.predictors.baselines import MFPredictor, MLPPredictor
+from eccos_core.predictors.fused import FusedPredictor
+from eccos_core.predictors.retrieval import RetrievalPredictor
+from eccos_core.predictors.trained import CachedEncoder, TrainedPredictor
+
+FAST = {"hidden": 32, "max_epochs": 4, "folds": 3, "patience": 2}
+
+
+@pytest.fixture(scope="module")
+def encoder(small_logs):
+    """MiniLM, embedding the ~300 small_logs queries once for every test of this module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy machine one thread embeds several times faster than two spinning ones
+    try:
+        cached = CachedEncoder(remember=True)
+        cached.encode(small_logs.queries)
+    finally:
+        torch.set_num_threads(threads)
+    return cached
+
+
+@pytest.fixture(scope="module")
+def split(small_logs):
+    return small_logs[:240], small_logs[240:]
+
+
+@pytest.fixture(scope="module")
+def trained(split, encoder):
+    return TrainedPredictor(encoder=encoder, seed=0, **FAST).fit(split[0])
+
+
+def test_trained_predicts_probabilities_and_lengths_for_every_model(trained, split):
+    train, test = split
+    prediction = trained.predict(test.queries)
+    assert prediction.models == tuple(train.models)
+    assert prediction.quality.shape == prediction.output_tokens.shape == (len(test), len(train.models))
+    assert ((prediction.quality >= 0) & (prediction.quality <= 1)).all()
+    # the bundled logs carry no lengths: every model falls back to its logged mean, 0
+    assert (prediction.output_tokens == 0).all()
+
+
+def test_out_of_fold_covers_every_training_query(trained, split):
+    oof = trained.out_of_fold
+    assert oof is not None and oof.models == trained.models
+    assert oof.quality.shape == (len(split[0]), len(trained.models))
+    assert np.isfinite(oof.quality).all() and ((oof.quality >= 0) & (oof.quality <= 1)).all()
+    assert len(trained.history) == FAST["folds"]
+
+
+def test_same_seed_same_predictor_other_seed_other_one(trained, split, encoder):
+    train, test = split
+    again = TrainedPredictor(encoder=encoder, seed=0, **FAST).fit(train)
+    other = TrainedPredictor(encoder=encoder, seed=1, **FAST).fit(train)
+    np.testing.assert_allclose(again.predict(test.queries).quality, trained.predict(test.queries).quality, atol=1e-6)
+    np.testing.assert_allclose(again.out_of_fold.quality, trained.out_of_fold.quality, atol=1e-6)
+    assert np.abs(other.predict(test.queries).quality - trained.predict(test.queries).quality).max() > 1e-4
+
+
+def test_save_load_round_trip_uses_no_pickle(trained, split, encoder, tmp_path):
+    path = trained.save(tmp_path / "trained")
+    assert sorted(p.name for p in path.iterdir()) == ["out_of_fold.safetensors", "predictor.json", "weights.safetensors"]
+    assert not any(p.read_bytes().startswith(b"\x80") for p in path.iterdir())  # pickle's protocol marker
+    loaded = load_predictor(path)
+    assert isinstance(loaded, TrainedPredictor) and loaded.models == trained.models
+    loaded.encoder = encoder
+    queries = split[1].queries[:10]
+    np.testing.assert_allclose(loaded.predict(queries).quality, trained.predict(queries).quality, atol=1e-6)
+    np.testing.assert_allclose(loaded.out_of_fold.quality, trained.out_of_fold.quality)
+
+
+def test_load_rejects_another_pool(trained, tmp_path):
+    path = trained.save(tmp_path / "trained")
+    with pytest.raises(PredictorStateError, match="trained for the pool"):
+        TrainedPredictor.load(path, models=list(reversed(trained.models)))
+    manifest = json.loads((path / "predictor.json").read_text())
+    manifest["models"] = manifest["models"][:-1]
+    for key in ("has_length", "token_mean", "log_len_var", "log_len_cap"):
+        manifest[key] = manifest[key][:-1]
+    (path / "predictor.json").write_text(json.dumps(manifest))
+    with pytest.raises(PredictorStateError, match="do not fit"):
+        load_predictor(path)
+
+
+def test_unfitted_predictor_says_what_to_do():
+    with pytest.raises(PredictorStateError, match="call fit"):
+        TrainedPredictor().predict(["hello"])
+
+
+def test_length_head_learns_logged_lengths_and_unlogged_models_get_their_mean(split, encoder):
+    train, test = split
+    # model "short" writes ~20 tokens on short prompts, ~200 on long ones; "silent" logs no lengths at all
+    records = [
+        LogRecord(r.id, r.query, {
+            "short": Outcome(r.outcomes[next(iter(r.outcomes))].score, output_tokens=20.0 if len(r.query) < 200 else 200.0),
+            "silent": Outcome(1.0),
+        }) for r in train
+    ]  # fmt: skip
+    predictor = TrainedPredictor(encoder=encoder, seed=0, **{**FAST, "max_epochs": 30, "patience": 30})
+    predictor.fit(RoutingLogs(tuple(records)))
+    tokens = predictor.predict(test.queries).select(["short", "silent"]).output_tokens
+    long = np.array([len(q) >= 200 for q in test.queries])
+    assert tokens[long, 0].mean() > 2 * tokens[~long, 0].mean()
+    assert (tokens[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("cls", [MLPPredictor, MFPredictor])
+def test_baselines_follow_the_protocol(cls, split, encoder, tmp_path):
+    train, test = split
+    predictor = cls(encoder=encoder, seed=0, **FAST).fit(train)
+    assert PREDICTORS[cls.kind] is cls
+    prediction = predictor.predict(test.queries[:7])
+    assert prediction.quality.shape == (7, len(train.models))
+    assert predictor.out_of_fold.quality.shape == (len(train), len(train.models))
+    loaded = load_predictor(predictor.save(tmp_path / cls.kind))
+    loaded.encoder = encoder
+    np.testing.assert_allclose(loaded.predict(test.queries[:7]).quality, prediction.quality, atol=1e-6)
+
+
+def test_fused_blends_with_weights_in_unit_interval_and_round_trips(trained, split, encoder, tmp_path):
+    train, test = split
+    retrieval = RetrievalPredictor(k=8, encoder=encoder).fit(train)
+    fused = FusedPredictor.from_parts(retrieval, trained, train)
+    assert 0.0 <= fused.gamma <= 1.0 and 0.0 <= fused.delta <= 1.0
+    assert fused.out_of_fold.quality.shape == (len(train), len(train.models))
+    prediction = fused.predict(test.queries)
+    assert ((prediction.quality >= 0) & (prediction.quality <= 1)).all()
+    loaded = load_predictor(fused.save(tmp_path / "fused"))
+    assert isinstance(loaded, FusedPredictor) and loaded.gamma == fused.gamma
+    loaded.retrieval.encoder = loaded.trained.encoder = loaded.encoder = encoder
+    np.testing.assert_allclose(loaded.predict(test.queries[:5]).quality, prediction.quality[:5], atol=1e-6)
+    with pytest.raises(PredictorStateError, match="fitted for the pool"):
+        FusedPredictor.load(tmp_path / "fused", models=["someone-else"])
+
+
+def test_fused_with_fixed_weights_is_one_part(trained, split, encoder):
+    train, _ = split
+    retrieval = RetrievalPredictor(k=8, encoder=encoder).fit(train)
+    only_trained = FusedPredictor.from_parts(retrieval, trained, train, gamma=1.0, delta=1.0)
+    assert only_trained.gamma == 1.0 and only_trained.delta == 1.0
+
+
+def test_cached_encoder_forgets_what_it_saw_outside_a_remembering_block(encoder, tmp_path):
+    plain = CachedEncoder(encoder)
+    plain.encode(["a query seen once"])
+    assert len(plain) == 0
+    with plain.remembering():
+        plain.encode(["a query seen once"])
+        assert len(plain) == 1
+    assert len(plain) == 0
+    encoder.save(tmp_path / "cache")
+    assert len(CachedEncoder.load(tmp_path / "cache")) == len(encoder)
+
+
+def test_train_command_writes_a_router_that_loads(small_logs, encoder, tmp_path, capsys, monkeypatch):
+    from eccos_core.bundled import BUNDLED_MODELS
+    from eccos_core.cli import main
+    from eccos_core.logs import write_logs
+    from eccos_core.predictors.encoder import SentenceEncoder
+    from eccos_core.router import Router
+
+    # the command builds its own encoder: serve it the embeddings this module already computed
+    monkeypatch.setattr(SentenceEncoder, "encode", lambda self, texts, show_progress=False: encoder.encode(texts))
+    data = write_logs(small_logs[:150], tmp_path / "logs.jsonl")
+    code = main(["train", "--data", str(data), "--models", str(BUNDLED_MODELS), "--out", str(tmp_path / "router"),
+                 "--predictor", "trained", "--epochs", "2"])  # fmt: skip
+    assert code == 0
+    assert "router saved to" in capsys.readouterr().out
+    router = Router.load(tmp_path / "router")
+    assert isinstance(router.predictor, TrainedPredictor)
+    assert Path(tmp_path / "router").is_dir()
