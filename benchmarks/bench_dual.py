@@ -104,13 +104,15 @@ def overhead(n: int = 500) -> None:
         "default_router_load_seconds": load_s,
         "fitted_prices": router.dual.curve is not None,
     }
-    for policy in ("dual", "strict"):
-        ms = []
-        for i in picks:
+    # interleaved, so both policies see the same load on a shared machine
+    ms: dict[str, list[float]] = {"dual": [], "strict": []}
+    for k, i in enumerate(picks):
+        for policy in ("dual", "strict") if k % 2 == 0 else ("strict", "dual"):
             t = time.perf_counter()
             router.plan_call(queries[i], 0.6, policy=policy)
-            ms.append((time.perf_counter() - t) * 1e3)
-        arr = np.array(ms)
+            ms[policy].append((time.perf_counter() - t) * 1e3)
+    for policy, values in ms.items():
+        arr = np.array(values)
         result[f"plan_call_ms_{policy}"] = {
             "n": len(arr),
             **{f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 99)},
@@ -134,16 +136,59 @@ def overhead(n: int = 500) -> None:
     print(json.dumps(result, indent=2))
 
 
+def summarize(sets: list[str]) -> None:
+    """Per data set and single-call policy: the alphas accepted, the worst realized success − alpha and the
+    cost relative to the batch plan on the same queries; writes ``dual-summary.{json,txt}``."""
+    rows = []
+    for name in sets:
+        path = RESULTS / f"dual-{name}.json"
+        if not path.is_file():
+            continue
+        policies = json.loads(path.read_text(encoding="utf-8"))["policies"]
+        batch = {p["alpha"]: p for p in policies["eccos"]}
+        for policy in ("dual-replay", "dual-replay-sorted", "strict"):
+            accepted = [p for p in policies.get(policy, []) if p["status"] != "quality_unreachable"]
+            if not accepted:
+                continue
+            ratios = [p["cost"] / batch[p["alpha"]]["cost"] for p in accepted]
+            rows.append(
+                {
+                    "set": name,
+                    "policy": policy,
+                    "alphas": [accepted[0]["alpha"], accepted[-1]["alpha"], len(accepted)],
+                    "worst_success_minus_alpha": min(p["success"] - p["alpha"] for p in accepted),
+                    "met_within_1pt": sum(p["met"] for p in accepted),
+                    "cost_vs_batch_max": max(ratios),
+                    "cost_vs_batch_min": min(ratios),
+                }
+            )
+    lines = [
+        f"{'set':<28} {'policy':<19} {'alphas (n)':<17} {'worst succ-α':>12} {'met':>5} {'$/batch max':>11} {'min':>6}"
+    ]
+    for r in rows:
+        lo, hi, k = r["alphas"]
+        lines.append(
+            f"{r['set']:<28} {r['policy']:<19} {f'{lo:.2f}..{hi:.2f} ({k})':<17} "
+            f"{r['worst_success_minus_alpha']:>+12.3f} {r['met_within_1pt']:>2}/{k:<2} "
+            f"{r['cost_vs_batch_max']:>11.2f} {r['cost_vs_batch_min']:>6.2f}"
+        )
+    (RESULTS / "dual-summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "dual-summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="*", default=list(SETS), help="data sets to evaluate (default: all three)")
     parser.add_argument("--cache", type=Path, help="directory to keep fitted routers in between runs")
     parser.add_argument("--no-overhead", action="store_true", help="skip the per-call overhead measurement")
+    parser.add_argument("--summary-only", action="store_true", help="only summarise the results already written")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in args.sets:
+    for name in [] if args.summary_only else args.sets:
         evaluate_set(name, args.cache)
-    if not args.no_overhead:
+    summarize(list(SETS))
+    if not args.no_overhead and not args.summary_only:
         overhead()
 
 

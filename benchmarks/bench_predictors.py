@@ -3,6 +3,10 @@
     python benchmarks/convert_data.py                       # once: benchmarks/data/<name>.jsonl.gz
     python benchmarks/bench_predictors.py                   # all three sets -> benchmarks/results/predictors*
     python benchmarks/bench_predictors.py routerdc-7llm --limit 1500   # a subsample, to try the pipeline
+    python benchmarks/bench_predictors.py --finetune --epochs 3       # on a GPU: frozen vs fine-tuned MiniLM
+    python benchmarks/bench_predictors.py llmrouter-9llm --finetune-cpu-cost   # what fine-tuning costs on this CPU
+    python benchmarks/bench_predictors.py --gpu-check                 # on a GPU: fit/predict/save/load on CUDA
+    python benchmarks/bench_predictors.py --report-only               # rebuild predictors.{txt,json} from the parts
 
 Per data set, on the fixed split of ``eccos eval`` (seed 0, 20 % held out, stratified by task):
 
@@ -16,7 +20,7 @@ Per data set, on the fixed split of ``eccos eval`` (seed 0, 20 % held out, strat
 4. guarantee mode: 200 random held-out batches of 100 queries at confidence 0.9;
 5. training time and size on disk of each predictor.
 
-Each data set's queries are embedded once and cached in ``benchmarks/data/<name>.minilm.{npy,json}`` (ignored by
+Each data set's queries are embedded once and cached in ``benchmarks/data/<name>.minilm-<dtype>.{npy,json}`` (ignored by
 git); every predictor reads the same embeddings.
 """
 
@@ -439,6 +443,37 @@ def cpu_step_cost(name: str, n_layers: int = 1, batch: int = 32) -> dict[str, fl
     return out
 
 
+def gpu_check() -> dict[str, Any]:
+    """On a CUDA machine: the torch predictors train, predict, save and load there, deterministically."""
+    import torch
+
+    from eccos_core.bundled import bundled_logs
+    from eccos_core.predictors import load_predictor
+
+    train, test = split_logs(bundled_logs(), test_frac=0.2, seed=0)
+    encoder = CachedEncoder(CudaEncoder() if torch.cuda.is_available() else SentenceEncoder(), remember=True)
+    encoder.encode(train.queries + test.queries)
+    found: dict[str, Any] = {"machine": machine()}
+    for cls in (TrainedPredictor, MLPPredictor, MFPredictor):
+        started = time.perf_counter()
+        first = cls(encoder=encoder, seed=0).fit(train)
+        seconds = time.perf_counter() - started
+        pred, again = first.predict(test.queries), cls(encoder=encoder, seed=0).fit(train).predict(test.queries)
+        with tempfile.TemporaryDirectory() as tmp:
+            loaded = load_predictor(first.save(Path(tmp) / "p"))
+            loaded.encoder = encoder
+            reloaded = loaded.predict(test.queries)
+        found[cls.kind] = {
+            "fit_seconds": seconds,
+            "param_device": str(next(first._nets[0].parameters()).device),
+            "loaded_param_device": str(next(loaded._nets[0].parameters()).device),
+            "max_diff_same_seed": float(np.abs(pred.quality - again.quality).max()),
+            "max_diff_after_load": float(np.abs(pred.quality - reloaded.quality).max()),
+            "test": prediction_metrics(pred, test),
+        }
+    return found
+
+
 # ------------------------------------------------------------------------------------------ reports
 def _money(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
@@ -557,11 +592,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guarantee-batches", type=int, default=200, help="random held-out batches (default 200)")
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds per solve (default 10, the router's)")
     parser.add_argument("--report-only", action="store_true", help="only gather the per-set JSON into the report")
+    parser.add_argument(
+        "--gpu-check", action="store_true", help="only check the torch predictors on this machine's GPU"
+    )
     parser.add_argument("--finetune", action="store_true", help="only the frozen-vs-fine-tuned encoder experiment")
     parser.add_argument("--finetune-cpu-cost", action="store_true", help="only time fine-tuning steps on this CPU")
     parser.add_argument("--finetune-sample", type=int, help="training queries for --finetune (default all)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.gpu_check:
+        found = gpu_check()
+        (args.out / f"{args.tag}-gpu-check.json").write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps(found, indent=1))
+        return 0
     if args.finetune or args.finetune_cpu_cost:
         for name in args.names:
             if args.finetune_cpu_cost:
@@ -606,10 +649,38 @@ def write_report(out: Path, tag: str) -> None:
         text += [*routing_text(result), ""]
         text += ["-- ablation of the fused predictor --", *ablation_text(result), ""]
         text += [*guarantee_text(result), ""]
+    text += finetune_text(out, tag, report)
     (out / f"{tag}.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
     (out / f"{tag}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print("\n".join(text))
     log(f"results in {out}/{tag}.{{json,txt}} and {tag}-*.png")
+
+
+def finetune_text(out: Path, tag: str, report: dict[str, Any]) -> list[str]:
+    """The frozen-vs-fine-tuned encoder experiment (``--finetune`` on a GPU, ``--finetune-cpu-cost`` here)."""
+    lines = []
+    for name in SETS:
+        gpu, cpu = out / f"{tag}-finetune-{name}.json", out / f"{tag}-finetune-cpu-{name}.json"
+        if not gpu.is_file():
+            continue
+        found = json.loads(gpu.read_text())
+        report.setdefault("finetune", {})[name] = found
+        res = found["results"]
+        cells = ", ".join(
+            f"{k}: AUROC {v['test_auroc']:.4f} ({v['seconds_per_epoch']:.1f} s/epoch)" for k, v in res.items()
+        )
+        lines.append(f"{name} ({found['machine']['device']}, {found['epochs']} epochs, one split): {cells}")
+        if cpu.is_file():
+            cost = json.loads(cpu.read_text())["seconds_per_query"]
+            per_epoch = cost["train_step"] * res["top1"]["train_queries"] / 60
+            lines.append(
+                f"  this CPU: {cost['embed']:.3f} s/query to embed, {cost['train_step']:.3f} s/query to train the top "
+                f"layer: about {per_epoch:.0f} min per epoch per fold"
+            )
+    if not lines:
+        return []
+    head = "-- fine-tuning MiniLM's top layers vs the frozen encoder (same head; top0 = frozen) --"
+    return [head, *lines, ""]
 
 
 def _json(value: Any) -> Any:

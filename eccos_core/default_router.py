@@ -58,7 +58,7 @@ def cache_key() -> str:
         version = "unknown"
     digest.update(version.encode())
     digest.update(BUNDLED_LOGS.read_bytes())
-    for source in (package / "predictors", package / "optimize", package / "calibration.py"):
+    for source in (package / "predictors", package / "optimize", package / "calibration.py", package / "dual.py"):
         files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
         for file in files:
             digest.update(str(file.relative_to(package)).encode())

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 from eccos_core.optimize.budget import Hulls, lower_hulls
 
@@ -121,6 +120,8 @@ class DualCurve:
             sums[key] = (values[:, 0].sum() + cum[upto]) / n
         std = np.sqrt(np.maximum(sums["score2"] - sums["score"] ** 2, 0.0))
         guarded = sums["score"] - z * std / math.sqrt(n)
+        from sklearn.isotonic import IsotonicRegression  # only when fitting
+
         success = IsotonicRegression(increasing=True).fit(np.arange(len(grid)), guarded).predict(np.arange(len(grid)))
         curve = cls(
             prices=tuple(float(v) for v in grid),

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import count_text_tokens
 from eccos_core.optimize import SolveStatus, per_query, solve
+from eccos_core.predictors.base import Prediction
 from eccos_core.pricing import ModelSpec, cost_matrix
 
 if TYPE_CHECKING:
@@ -187,6 +188,7 @@ def evaluate(
     replay: bool = False,
     replay_sorted: bool = False,
     budget: bool = False,
+    prediction: Prediction | None = None,
 ) -> EvalReport:
     """Fit on ``train`` (unless a fitted ``router`` is given), route ``test`` with every policy, measure.
 
@@ -204,6 +206,8 @@ def evaluate(
         replay: Add ``strict`` and ``dual-replay`` (one query at a time, random order; see :func:`stream_policies`).
         replay_sorted: Add ``dual-replay-sorted`` (one at a time, sorted by task).
         budget: Add ``budget`` and ``budget-replay`` over a grid of total budgets.
+        prediction: The router's predictions for ``test`` made earlier (``eccos demo`` caches the bundled
+            held-out split's); default: predicted here.
     """
     from eccos_core.predictors import make_predictor
     from eccos_core.router import Router
@@ -216,6 +220,8 @@ def evaluate(
         logger.warning("evaluate: %d test queries lack an outcome for some pool model; not routed", missing)
         test = test.subset(np.flatnonzero(complete))
         truth = truth[complete]
+        if prediction is not None:
+            prediction = prediction.rows(np.flatnonzero(complete))
     if len(test) == 0:
         raise ValueError("no test query has an outcome for every model of the pool")
     if router is None:
@@ -226,7 +232,11 @@ def evaluate(
 
     counting = tqdm(test.queries, desc="counting tokens", disable=not progress, leave=False)
     input_tokens = np.array([count_text_tokens(q) for q in counting], dtype=float)
-    prediction = router.predict(test.queries)
+    if prediction is None:
+        prediction = router.predict(test.queries)
+    elif prediction.quality.shape[0] != len(test):
+        raise ValueError(f"prediction has {prediction.quality.shape[0]} rows for {len(test)} test queries")
+    prediction = prediction.select(router.planner.names)
     quality = prediction.quality
     predicted_cost = cost_matrix(router.models, input_tokens, prediction.output_tokens)
     cost = realized_cost(test, models, input_tokens)

@@ -11,9 +11,10 @@ conformal (1 − δ)-quantile gives the margin
 
     margin(n, 1 − δ) = bias⁺ + q₁₋δ · sqrt(α(1 − α) / n),
 
-where ``bias⁺`` is any mean shortfall of batches below what the guard measured on all queries at once. Routing at ``guard.target(α + margin)`` then reaches
-α in a fraction ≥ 1 − δ of batches, *if* new queries are exchangeable with the logs (drawn from the same mix of
-tasks); a shift in the query mix is not covered by any held-out estimate.
+where ``bias⁺`` is any mean shortfall of batches below what the guard measured on all queries at once.
+Routing at ``guard.target(α + margin)`` then reaches α in a fraction ≥ 1 − δ of batches, *if* new queries are
+exchangeable with the logs (drawn from the same mix of tasks); a shift in the query mix is not covered by any
+held-out estimate. Where α + margin is above what routing reached on held-out data, no guarantee can be given.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def test_same_seed_same_predictor_other_seed_other_one(trained, split, encoder):
 
 def test_save_load_round_trip_uses_no_pickle(trained, split, encoder, tmp_path):
     path = trained.save(tmp_path / "trained")
-    assert sorted(p.name for p in path.iterdir()) == ["out_of_fold.safetensors", "predictor.json", "weights.safetensors"]
+    names = sorted(p.name for p in path.iterdir())
+    assert names == ["out_of_fold.safetensors", "predictor.json", "weights.safetensors"]
     assert not any(p.read_bytes().startswith(b"\x80") for p in path.iterdir())  # pickle's protocol marker
     loaded = load_predictor(path)
     assert isinstance(loaded, TrainedPredictor) and loaded.models == trained.models
@@ -101,13 +102,16 @@ def test_unfitted_predictor_says_what_to_do():
 
 def test_length_head_learns_logged_lengths_and_unlogged_models_get_their_mean(split, encoder):
     train, test = split
+
     # model "short" writes ~20 tokens on short prompts, ~200 on long ones; "silent" logs no lengths at all
-    records = [
-        LogRecord(r.id, r.query, {
-            "short": Outcome(r.outcomes[next(iter(r.outcomes))].score, output_tokens=20.0 if len(r.query) < 200 else 200.0),
+    def outcomes(record):
+        score = next(iter(record.outcomes.values())).score
+        return {
+            "short": Outcome(score, output_tokens=20.0 if len(record.query) < 200 else 200.0),
             "silent": Outcome(1.0),
-        }) for r in train
-    ]  # fmt: skip
+        }
+
+    records = [LogRecord(r.id, r.query, outcomes(r)) for r in train]
     predictor = TrainedPredictor(encoder=encoder, seed=0, **{**FAST, "max_epochs": 30, "patience": 30})
     predictor.fit(RoutingLogs(tuple(records)))
     tokens = predictor.predict(test.queries).select(["short", "silent"]).output_tokens

@@ -22,8 +22,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import faiss
 import numpy as np
 
 from eccos_core.calibration import MIN_OUTCOMES, IsotonicCalibration, thin_prior, warn_thin_models
@@ -97,7 +97,7 @@ class RetrievalPredictor(Predictor):
         self._scores: np.ndarray | None = None
         self._tokens: np.ndarray | None = None
         self._calibration: IsotonicCalibration | None = None
-        self._index: faiss.Index | None = None
+        self._index: Any = None  # faiss.IndexFlatIP
         self._input_tokens: np.ndarray | None = None
         self._n = 0
         self._keys: list[str] = []
@@ -277,6 +277,8 @@ class RetrievalPredictor(Predictor):
         for row, key in enumerate(self._keys):
             if key:
                 self._rows.setdefault(key, []).append(row)
+        import faiss  # loads with the first fitted or loaded predictor, not at import
+
         self._index = faiss.IndexFlatIP(embeddings.shape[1])
         self._index.add(np.ascontiguousarray(self._emb_buf[:n]))
         scores, tokens = self._score_buf[:n], self._token_buf[:n]
