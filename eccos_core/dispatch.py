@@ -70,10 +70,7 @@ class RoutedResponse:
     @property
     def text(self) -> str:
         """Content of the first choice (``""`` when the provider sent none)."""
-        try:
-            return self.response.choices[0].message.content or ""
-        except (AttributeError, IndexError, TypeError):
-            return ""
+        return _content(self.response)
 
     @property
     def status(self) -> str:

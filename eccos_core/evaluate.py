@@ -97,18 +97,25 @@ class EvalReport:
         for name, points in singles.items():
             ax.scatter([points[0]["cost"]], [points[0]["success"]], marker="*", s=60)
             ax.annotate(name.removeprefix("model:"), (points[0]["cost"], points[0]["success"]), fontsize=6)
-        ax.set_xscale("log")
-        ax.set_xlabel("realized cost of the test split (USD, log scale)")
-        ax.set_ylabel("realized success")
-        ax.set_title(f"{self.dataset.get('name', 'routing logs')}: cost vs success")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_cost_plot(fig, ax, f"{self.dataset.get('name', 'routing logs')}: cost vs success", path)
+
+
+def save_cost_plot(fig: Any, ax: Any, title: str, path: str | Path) -> Path:
+    """Finish a cost-vs-success figure (log cost axis, labels, legend) and write it as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel("realized cost of the test split (USD, log scale)")
+    ax.set_ylabel("realized success")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def realized_cost(logs: RoutingLogs, models: Sequence[ModelSpec], input_tokens: np.ndarray) -> np.ndarray:
@@ -700,15 +707,5 @@ def plot_streams(report: EvalReport, path: str | Path) -> Path:
         xs = [p["cost"] for p in points]
         ys = [p["success"] for p in points]
         ax.plot(xs, ys, style[name], label=label, markersize=4, alpha=0.85)
-    ax.set_xscale("log")
-    ax.set_xlabel("realized cost of the test split (USD, log scale)")
-    ax.set_ylabel("realized success")
-    ax.set_title(f"{report.dataset.get('name', 'routing logs')}: budget and per-call routing vs the batch plan")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"{report.dataset.get('name', 'routing logs')}: budget and per-call routing vs the batch plan"
+    return save_cost_plot(fig, ax, title, path)

@@ -363,44 +363,18 @@ class Planner:
                 method=self.method,
                 time_limit=self.time_limit,
             )
-        except CapacityError as exc:  # the optimizer speaks in columns; the caller knows models by name
-            columns = ", ".join(f"{j}={name}" for j, name in enumerate(self.names))
-            raise CapacityError(f"{exc} (model columns: {columns})") from None
+        except CapacityError as exc:
+            raise self._solver_error(exc) from None
         if large:
             self._report("solve", len(tokens), len(tokens), started)
         index = np.asarray(assignment.model_index, dtype=int)
         status, message = self._status(assignment.status, assignment.message, alpha, target, reachable)
         chains = self._chains(index, quality, cost, allowed, caps, target)
-        rows = np.arange(len(index))
-        entries = tuple(
-            QueryPlan(
-                index=i,
-                model=self.names[j],
-                p_success=float(quality[i, j]),
-                output_tokens=float(prediction.output_tokens[i, j]),
-                cost=float(cost[i, j]),
-                input_tokens=int(tokens[i]),
-                chain=chains[i],
-                allowed=tuple(n for n, ok in zip(self.names, allowed[i], strict=False) if ok),
-                status=status,
-                message=message,
-                solver=assignment.method,
-                batch_size=len(index),
-                min_quality=alpha,
-            )
-            for i, j in zip(rows.tolist(), index.tolist(), strict=True)
-        )
-        plan = RoutingPlan(
-            queries=entries,
-            min_quality=alpha,
-            target_quality=target,
-            expected_quality=float(quality[rows, index].mean()),
-            expected_cost=float(cost[rows, index].sum()),
-            status=status,
-            message=message,
-            solver=assignment.method,
-            caps=dict(zip(self.names, caps, strict=True)),
-        )
+        plan = self._assemble(
+            index, prediction, tokens, cost, allowed, caps, chains, status, message, assignment.method,
+            min_quality=alpha, target=target,
+        )  # fmt: skip
+        entries = plan.queries
         logger.debug(
             "planned %d queries at min_quality %.3f (internal target %.3f): %s, quality %.3f, cost $%.6g via %s",
             len(entries),
@@ -435,8 +409,7 @@ class Planner:
                 time_limit=self.time_limit,
             )
         except CapacityError as exc:
-            columns = ", ".join(f"{j}={name}" for j, name in enumerate(self.names))
-            raise CapacityError(f"{exc} (model columns: {columns})") from None
+            raise self._solver_error(exc) from None
         index = np.asarray(found.model_index, dtype=int)
         message = found.message
         if found.status is SolveStatus.FEASIBLE and not message:
@@ -444,6 +417,30 @@ class Planner:
         if found.status is SolveStatus.QUALITY_UNREACHABLE:
             logger.info("%s", message)
         chains = self._budget_chains(index, quality, cost, allowed, caps, budget)
+        return self._assemble(
+            index, prediction, tokens, cost, allowed, caps, chains, found.status, message, found.method,
+            min_quality=0.0, target=0.0, budget=budget,
+        )  # fmt: skip
+
+    def _assemble(
+        self,
+        index: np.ndarray,
+        prediction: Prediction,
+        tokens: np.ndarray,
+        cost: np.ndarray,
+        allowed: np.ndarray,
+        caps: Sequence[int | None],
+        chains: Sequence[tuple[str, ...]],
+        status: SolveStatus,
+        message: str,
+        solver: str,
+        *,
+        min_quality: float,
+        target: float,
+        budget: float | None = None,
+    ) -> RoutingPlan:
+        """The :class:`RoutingPlan` of a solved batch: one :class:`QueryPlan` per query, in input order."""
+        quality = prediction.quality
         rows = np.arange(len(index))
         entries = tuple(
             QueryPlan(
@@ -455,26 +452,32 @@ class Planner:
                 input_tokens=int(tokens[i]),
                 chain=chains[i],
                 allowed=tuple(n for n, ok in zip(self.names, allowed[i], strict=False) if ok),
-                status=found.status,
+                status=status,
                 message=message,
-                solver=found.method,
+                solver=solver,
                 batch_size=len(index),
-                min_quality=0.0,
+                min_quality=min_quality,
                 budget=budget,
             )
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )
         return RoutingPlan(
             queries=entries,
-            min_quality=0.0,
-            target_quality=0.0,
+            min_quality=min_quality,
+            target_quality=target,
             expected_quality=float(quality[rows, index].mean()),
             expected_cost=float(cost[rows, index].sum()),
-            status=found.status,
+            status=status,
             message=message,
-            solver=found.method,
+            solver=solver,
             budget=budget,
+            caps=dict(zip(self.names, caps, strict=True)),
         )
+
+    def _solver_error(self, exc: CapacityError) -> CapacityError:
+        """The optimizer's cap error with its columns named: it speaks in columns, the caller knows names."""
+        columns = ", ".join(f"{j}={name}" for j, name in enumerate(self.names))
+        return CapacityError(f"{exc} (model columns: {columns})")
 
     def price_call(
         self,
