@@ -144,7 +144,7 @@ def fit_predictors(train: RoutingLogs, encoder: CachedEncoder, epochs: int | Non
     fused = FusedPredictor.from_parts(fitted["retrieval"]["predictor"], fitted["trained"]["predictor"], train)
     seconds = time.perf_counter() - started + fitted["retrieval"]["seconds"] + fitted["trained"]["seconds"]
     fitted["fused"] = {"predictor": fused, "seconds": seconds}
-    log(f"  fused: gamma {fused.gamma:.2f}, delta {fused.delta:.2f}")
+    log(f"  fused: gamma {fused.gamma:.3f}, delta {fused.delta:.3f}, calibrated {fused._calibration is not None}")
     for entry in fitted.values():
         entry["bytes"] = disk_size(entry["predictor"])
     return fitted
@@ -306,7 +306,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "oof_metrics": oof_metrics,
         "fit_seconds": {k: v["seconds"] for k, v in fitted.items()},
         "bytes": {k: v["bytes"] for k, v in fitted.items()},
-        "fused_weights": {"gamma": fused.gamma, "delta": fused.delta},
+        "fused_weights": {"gamma": fused.gamma, "delta": fused.delta, "calibrated": fused._calibration is not None},
         "trained_history": fitted["trained"]["predictor"].history,
         "routing": routing,
         "ablation": ablated,
@@ -491,7 +491,8 @@ def metrics_text(name: str, result: dict[str, Any]) -> list[str]:
             f"{'-' if secs is None else f'{secs:.1f}':>7} {'-' if size is None else f'{size / 1e6:.2f}':>8}"
         )
     w = result["fused_weights"]
-    lines.append(f"fused weights: gamma (quality) {w['gamma']:.2f}, delta (tokens) {w['delta']:.2f}")
+    calibrated = {True: ", isotonic calibration on top", False: ", no calibration"}.get(w.get("calibrated"), "")
+    lines.append(f"fused weights: gamma (quality) {w['gamma']:.3f}, delta (tokens) {w['delta']:.3f}{calibrated}")
     return lines
 
 

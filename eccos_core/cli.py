@@ -83,7 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--confidence",
         type=_open_fraction,
         help="also evaluate guarantee mode: per alpha, the share of 200 random test batches (of --batch-size, "
-        "default 100) whose realized success reached alpha, routed to reach it with this probability",
+        "default 100) whose realized success reached alpha, routed as Router.plan(..., confidence=) routes them",
     )
     ev.add_argument("--json", type=Path, help="write the full results as JSON here")
     ev.add_argument("--plot", type=Path, help="write a cost-vs-success PNG here")
@@ -223,12 +223,17 @@ def _held_out_prediction(router: Router, queries: list[str]) -> Prediction:
 
 def _eval(args: argparse.Namespace) -> int:
     from eccos_core.calibration import QualityGuard
+    from eccos_core.errors import InputError
     from eccos_core.evaluate import evaluate
     from eccos_core.logs import load_logs, split_logs
     from eccos_core.predictors import make_predictor
     from eccos_core.pricing import ModelSpec, load_models, validate_pool
     from eccos_core.router import Router
 
+    if args.confidence is not None and args.no_guard:
+        raise InputError(
+            "--confidence needs the quality guard (the batch margin is measured against it): drop --no-guard"
+        )
     started = time.time()
     logs = load_logs(args.data)
     models = load_models(args.models) if args.models else validate_pool(ModelSpec(name) for name in logs.models)
@@ -313,8 +318,9 @@ def _train(args: argparse.Namespace) -> int:
     path = router.save(args.out)
     trained = getattr(predictor, "trained", predictor)
     for k, fold in enumerate(getattr(trained, "history", [])):
+        label = f"fold {int(fold.get('fold', k)) + 1}" + (f" net {int(fold['member']) + 1}" if "member" in fold else "")
         print(
-            f"fold {k + 1}: best epoch {int(fold['epoch']) + 1} of {int(fold['epochs_run'])}, validation AUROC "
+            f"{label}: best epoch {int(fold['epoch']) + 1} of {int(fold['epochs_run'])}, validation AUROC "
             f"{fold['val_auroc']:.4f}, {fold['seconds']:.1f} s"
         )
     if hasattr(predictor, "gamma"):

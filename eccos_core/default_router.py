@@ -49,7 +49,7 @@ def _sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def cache_key() -> str:
-    """Hash of what the default router is fitted from: bundled data, eccos version, predictor/optimizer code."""
+    """Hash of what the default router is fitted from: bundled data, eccos version, predictor/optimizer/guard code."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     try:
@@ -58,7 +58,8 @@ def cache_key() -> str:
         version = "unknown"
     digest.update(version.encode())
     digest.update(BUNDLED_LOGS.read_bytes())
-    for source in (package / "predictors", package / "optimize", package / "calibration.py", package / "dual.py"):
+    sources = ("predictors", "optimize", "calibration.py", "dual.py", "guarantee.py")
+    for source in (package / name for name in sources):
         files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
         for file in files:
             digest.update(str(file.relative_to(package)).encode())

@@ -94,6 +94,8 @@ class RoutedResponse:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "min_quality": self.plan.min_quality,
+            "confidence": self.plan.confidence,
+            "margin": self.plan.margin,
             "status": self.status,
             "message": self.message,
             "solver": self.plan.solver,

@@ -44,6 +44,7 @@ from eccos_core.predictors.base import Prediction
 from eccos_core.pricing import ModelSpec, cost_matrix
 
 if TYPE_CHECKING:
+    from eccos_core.guarantee import BatchMargin
     from eccos_core.router import Router
 
 logger = logging.getLogger(__name__)
@@ -425,20 +426,24 @@ def evaluate_guarantee(
 ) -> list[dict[str, Any]]:
     """Per α, how often a random test batch reached α in plain mode and in guarantee mode, and at what cost.
 
-    Plain mode routes each batch at the guard's target for α (a promise on average); guarantee mode at the
-    target for α plus the :class:`~eccos_core.guarantee.BatchMargin` fitted on the training queries'
-    out-of-fold predictions, which should put at least ``confidence`` of the batches at or above α. Both solve
-    with :func:`eccos_core.optimize.solve` on the same ``n_batches`` random batches of ``batch_size`` queries.
+    Plain mode routes each batch as ``router.plan(..., min_quality=α)`` does (a promise on average); guarantee
+    mode as ``router.plan(..., min_quality=α, confidence=confidence)`` does, with the router's own
+    :class:`~eccos_core.guarantee.BatchMargin` (both through :func:`eccos_core.planner.batch_goal`), which should
+    put at least ``confidence`` of the batches at or above α. Both solve with :func:`eccos_core.optimize.solve`
+    on the same ``n_batches`` random batches of ``batch_size`` queries.
+
+    Raises:
+        PredictorStateError: The router has no batch margin (fitted without out-of-fold predictions).
     """
-    oof = getattr(router.predictor, "out_of_fold", None)
-    if oof is None:
-        raise ValueError("guarantee mode needs a predictor with out-of-fold predictions")
+    from eccos_core.planner import require_margin
+
+    margin = require_margin(router.margin)  # before the test split is embedded
     names = [m.name for m in router.models]
     test = test.subset(np.flatnonzero(~np.isnan(test.scores(names)).any(axis=1)))
     return guarantee_rows(
         router.models,
         router.guard,
-        oof.select(names),
+        None,
         train,
         test,
         router.predict(test.queries),
@@ -448,6 +453,8 @@ def evaluate_guarantee(
         alphas=alphas,
         seed=seed,
         progress=progress,
+        time_limit=router.time_limit,
+        margin=margin,
     )
 
 
@@ -466,19 +473,22 @@ def guarantee_rows(
     seed: int = 0,
     progress: bool = False,
     time_limit: float = 10.0,
+    margin: BatchMargin | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate_guarantee` from predictions already made (benchmarks reuse one prediction this way).
 
     ``out_of_fold`` is for ``train``, ``prediction`` for ``test`` (every test query must have an outcome for
     every model), both with columns in pool order. ``time_limit`` bounds each solve, as the router's does.
+    ``margin`` is the router's; without one it is fitted on ``out_of_fold`` as :meth:`Router.fit` fits it.
     """
     from eccos_core.guarantee import BatchMargin
+    from eccos_core.planner import batch_goal
+    from eccos_core.router import training_problem
 
     names = [m.name for m in models]
-    train_tokens = np.array([count_text_tokens(q) for q in train.queries], dtype=float)
-    train_cost = cost_matrix(models, train_tokens, np.nan_to_num(out_of_fold.output_tokens).clip(0, None))
-    quality = np.clip(out_of_fold.quality, 0.0, 1.0)
-    margin = BatchMargin.fit(quality, train.scores(names), train_cost, guard, seed=seed, time_limit=time_limit)
+    if margin is None:
+        oof, scores, train_cost = training_problem(models, train, out_of_fold)
+        margin = BatchMargin.fit(oof.quality, scores, train_cost, guard, seed=seed, time_limit=time_limit)
     truth = test.scores(names)
     tokens = np.array([count_text_tokens(q) for q in test.queries], dtype=float)
     predicted_cost = cost_matrix(models, tokens, np.nan_to_num(prediction.output_tokens).clip(0, None))
@@ -489,24 +499,23 @@ def guarantee_rows(
     alphas = list(alphas) if alphas is not None else default_alphas(np.nanmean(train.scores(names), axis=0))
     rows = []
     for alpha in tqdm(alphas, desc="guarantee", disable=not progress, leave=False):
-        reachable = guard.reachable(alpha)
-        targets = {
-            "plain": guard.target(alpha) if reachable else 1.0,
-            "guaranteed": margin.target(guard, alpha, size, confidence) if reachable else 1.0,
+        goals = {
+            "plain": batch_goal(guard, alpha, size),
+            "guaranteed": batch_goal(guard, alpha, size, confidence, margin),
         }
-        runs: dict[str, list[tuple[float, float, str]]] = {mode: [] for mode in targets}
+        runs: dict[str, list[tuple[float, float, str]]] = {mode: [] for mode in goals}
         for batch in batches:
-            for mode, target in targets.items():
-                quality_b = np.clip(prediction.quality[batch], 0, 1)
-                a = solve(predicted_cost[batch], quality_b, float(min(1.0, target)), time_limit=time_limit)
+            quality_b = np.clip(prediction.quality[batch], 0, 1)
+            for mode, goal in goals.items():
+                a = solve(predicted_cost[batch], quality_b, goal.target, time_limit=time_limit)
                 picked = a.model_index
                 runs[mode].append(
                     (float(truth[batch, picked].mean()), float(cost[batch, picked].sum()), a.status.value)
                 )
-        extra = margin.margin(size, confidence, alpha)
-        rows.append(_guarantee_row(alpha, extra, runs, reachable))
+        guaranteed = goals["guaranteed"]
+        rows.append(_guarantee_row(alpha, guaranteed.margin or 0.0, runs, goals["plain"].reachable))
         # a guarantee needs α + margin within what routing reached on held-out data; above it, best effort only
-        rows[-1]["promisable"] = bool(reachable and guard.reachable(min(1.0, alpha + extra)))
+        rows[-1]["promisable"] = guaranteed.reachable
     return rows
 
 

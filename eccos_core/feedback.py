@@ -25,6 +25,7 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.errors import InputError, PredictorStateError
+from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import normalize, query_text
 from eccos_core.planner import clean_tokens
 from eccos_core.pricing import cost_matrix
@@ -39,8 +40,8 @@ def _learner(router: Router, method: str) -> Any:
     predictor = router.predictor
     if not callable(getattr(predictor, method, None)):
         raise PredictorStateError(
-            f"{type(predictor).__name__} cannot learn from feedback: build the router with a RetrievalPredictor "
-            "(the default) to record outcomes"
+            f"{type(predictor).__name__} cannot learn from feedback: build the router with a retrieval or fused "
+            "predictor (the default is fused) to record outcomes"
         )
     return predictor
 
@@ -52,7 +53,7 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
     they are until :func:`refit`.
 
     Args:
-        router: A router whose predictor learns from feedback (:class:`RetrievalPredictor`, the default).
+        router: A router whose predictor learns from feedback (retrieval, or fused: the default).
         query: The query as it was routed: a prompt string or an OpenAI-style message list (the store keys it
             by the same text the router embeds, the last user message).
         model: Pool name of the model that answered (``RoutedResponse.model``).
@@ -83,10 +84,11 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
 
 
 def refit(router: Router) -> QualityGuard:
-    """Refit the router's calibration and quality guard on everything its store holds now.
+    """Refit the router's calibration, quality guard and batch margin on everything its store holds now.
 
     The predictor recomputes leave-one-out predictions for every stored query and refits its per-model
-    calibration; the guard is then fitted on those predictions exactly as :meth:`Router.fit` does. Outcomes
+    calibration; the guard and the batch margin behind ``confidence=`` (which is measured against the guard)
+    are then fitted on those predictions exactly as :meth:`Router.fit` does. Outcomes
     recorded while it runs are kept and used by the next refit. Cost grows with the store: about the same as
     :meth:`Router.fit` minus the embedding (a few seconds at 10,000 stored queries on 2 CPU cores).
 
@@ -114,7 +116,9 @@ def refit(router: Router) -> QualityGuard:
         prompt = np.where(np.isnan(prompt), fill, prompt)
     cost = cost_matrix(router.models, prompt, clean_tokens(out_of_fold.output_tokens))
     guard = QualityGuard.fit(out_of_fold, scores, cost, method=router.method)
+    margin = BatchMargin.fit(out_of_fold.quality, scores, cost, guard, method=router.method)
     router.guard = guard
+    router.planner.margin = margin
     logger.info("refit on %d stored queries: guard reaches %.3f realized success", len(scores), guard.max_quality)
     return guard
 

@@ -2,7 +2,11 @@
 
 Layout: ``router.json`` (format and settings), ``models.json`` (the pool, credentials redacted), ``guard.json``
 (the quality guard), ``predictor/`` (the predictor's own files and manifest) and, optional, ``dual.json`` (the
-per-call prices and every stream's recent calls; a router saved without it learns prices from calls alone).
+per-call prices and every stream's recent calls; a router saved without it learns prices from calls alone) and
+``margin.json`` (the per-batch margin behind ``confidence=``; a router saved without it refuses a confidence).
+``router.json`` records the sha256 of ``margin.json`` under ``"checksums"``, as a predictor's manifest does for
+its files: an edited, truncated or swapped margin is refused at load, since it would silently change what
+``confidence=`` promises.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualPrices
 from eccos_core.errors import ConfigError, EccosError, PredictorStateError
-from eccos_core.predictors.base import Predictor, load_predictor
+from eccos_core.guarantee import BatchMargin
+from eccos_core.predictors.base import Predictor, file_sha256, load_predictor
 from eccos_core.pricing import ModelSpec, validate_pool, write_models
 from eccos_core.redaction import REDACTED, redact_params
 
@@ -26,6 +31,7 @@ ROUTER_FILE = "router.json"
 MODELS_FILE = "models.json"
 GUARD_FILE = "guard.json"
 DUAL_FILE = "dual.json"
+MARGIN_FILE = "margin.json"
 PREDICTOR_DIR = "predictor"
 FORMAT = "eccos-router/1"
 
@@ -39,6 +45,7 @@ class SavedRouter:
     guard: QualityGuard
     settings: dict[str, Any]
     dual: DualPrices | None = None
+    margin: BatchMargin | None = None
 
 
 def save_router(
@@ -48,6 +55,7 @@ def save_router(
     guard: QualityGuard,
     settings: Mapping[str, Any],
     dual: DualPrices | None = None,
+    margin: BatchMargin | None = None,
 ) -> Path:
     """Write a router into directory ``path`` (credentials redacted, nested ones and URL userinfo included)."""
     path = Path(path)
@@ -59,7 +67,12 @@ def save_router(
         (path / DUAL_FILE).write_text(json.dumps(dual.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
     elif (path / DUAL_FILE).exists():
         (path / DUAL_FILE).unlink()
-    meta = {"format": FORMAT, **redact_params(dict(settings))}
+    meta: dict[str, Any] = {"format": FORMAT, **redact_params(dict(settings))}
+    if margin is not None:
+        (path / MARGIN_FILE).write_text(json.dumps(margin.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
+        meta["checksums"] = {MARGIN_FILE: file_sha256(path / MARGIN_FILE)}
+    elif (path / MARGIN_FILE).exists():
+        (path / MARGIN_FILE).unlink()
     (path / ROUTER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -93,6 +106,7 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
             raise PredictorStateError(
                 f"{path / DUAL_FILE} is not valid per-call prices ({exc}); save the router again or delete the file"
             ) from None
+    margin = _read_margin(path, settings)
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
     try:
@@ -101,7 +115,34 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         raise
     except (OSError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise PredictorStateError(f"{path / PREDICTOR_DIR} cannot be read ({type(exc).__name__}: {exc})") from None
-    return SavedRouter(pool, predictor, guard, settings, dual)
+    return SavedRouter(pool, predictor, guard, settings, dual, margin)
+
+
+def _read_margin(path: Path, settings: Mapping[str, Any]) -> BatchMargin | None:
+    """``margin.json`` checked against the sha256 ``router.json`` records; ``None`` when the router has none."""
+    file, meta = path / MARGIN_FILE, path / ROUTER_FILE
+    checksums = settings.get("checksums", {})
+    if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+        raise PredictorStateError(f"{meta}: 'checksums' must map file names to sha256 hex strings; save it again")
+    expected = checksums.get(MARGIN_FILE)
+    if expected is None:
+        if file.exists():
+            raise PredictorStateError(
+                f"{file} is not recorded in {meta}: it was not saved with this router; delete it or save the "
+                "router again"
+            )
+        return None
+    if not file.is_file():
+        raise PredictorStateError(f"{meta} records {MARGIN_FILE}, which is missing; save the router again")
+    if file_sha256(file) != expected:
+        raise PredictorStateError(
+            f"{file} does not match the sha256 recorded in {meta}: it was edited, truncated or replaced after it "
+            "was saved; save the router again"
+        )
+    try:
+        return BatchMargin.from_dict(read_json(file))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PredictorStateError(f"{file} is not a valid batch margin ({exc}); save the router again") from None
 
 
 def _check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -35,13 +35,14 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import Decision, DualPrices
-from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError
+from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError, PredictorStateError
+from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import Message, Needs, count_input_tokens, needs_of, normalize, query_text
 from eccos_core.optimize import SolveStatus, solve
 from eccos_core.optimize.budget import solve_budget
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix
-from eccos_core.validation import check_alpha, resolve_capacity
+from eccos_core.validation import check_alpha, check_confidence, resolve_capacity
 
 logger = logging.getLogger("eccos.planner")
 
@@ -96,6 +97,10 @@ class QueryPlan:
     price: float | None = None
     """Per-call routing: the price λ (USD per unit of p(success)) the call was routed at; ``None`` for a batch
     plan, or when the target was out of reach and the call went to its best model."""
+    confidence: float | None = None
+    """The batch's requested confidence (see :attr:`RoutingPlan.confidence`), or ``None``."""
+    margin: float | None = None
+    """The realized-success margin the batch was routed with for its confidence (see :attr:`RoutingPlan.margin`)."""
 
     @classmethod
     def direct(cls, model: str, index: int = 0) -> QueryPlan:
@@ -157,6 +162,14 @@ class RoutingPlan:
     """Budget mode: the total budget (USD) of a batch, or the budget per call of a single call priced per call."""
     caps: Mapping[str, int | None] = field(default_factory=dict)
     """Per-model caps this batch was planned under (``None`` = no cap); dispatch keeps fallbacks within them."""
+    confidence: float | None = None
+    """Per-batch guarantee: the requested probability that *this* batch's realized mean success reaches
+    ``min_quality`` (queries exchangeable with the routing logs); ``None``: ``min_quality`` holds on average
+    over batches."""
+    margin: float | None = None
+    """With :attr:`confidence`: the realized-success margin for a batch of this size
+    (:meth:`eccos_core.guarantee.BatchMargin.margin`); the batch was routed at the guard's target for
+    ``min_quality + margin``. ``None`` without a confidence."""
 
     @property
     def models(self) -> list[str]:
@@ -173,6 +186,78 @@ class PlannedBatch:
     caps: tuple[int | None, ...]
 
 
+@dataclass(frozen=True)
+class CallInputs:
+    """What pricing one call needs (:meth:`Planner.call_inputs`)."""
+
+    messages: list[Message]
+    tokens: np.ndarray
+    """Prompt tokens, shape (1,)."""
+    allowed: np.ndarray
+    """1×M: the models that can take the call."""
+    prediction: Prediction
+    """The predictor's output for the call (its own model order)."""
+
+
+@dataclass(frozen=True)
+class BatchGoal:
+    """What the optimizer is asked of one batch: the internal target for ``min_quality`` (and a confidence)."""
+
+    alpha: float
+    """The requested mean success, ``min_quality``."""
+    target: float
+    """Mean predicted p(success) the optimizer must reach (1.0 when ``reachable`` is false: the best plan)."""
+    reachable: bool
+    """Whether routing reached ``alpha`` (plus ``margin``) in realized success on held-out training queries."""
+    batch_size: int
+    """Queries in the batch (the margin shrinks as it grows)."""
+    confidence: float | None = None
+    """The per-batch guarantee asked for, or ``None`` (a promise on average)."""
+    margin: float | None = None
+    """With ``confidence``: the realized-success margin added to ``alpha`` before the guard maps it."""
+
+
+def batch_goal(
+    guard: QualityGuard,
+    alpha: float,
+    batch_size: int,
+    confidence: float | None = None,
+    margin: BatchMargin | None = None,
+) -> BatchGoal:
+    """The target a batch of ``batch_size`` is routed at for ``min_quality = alpha`` (and ``confidence``).
+
+    Without a confidence: the guard's target for α (a promise on average over batches). With one: the guard's
+    target for α + ``margin.margin(batch_size, confidence, alpha)``, so this batch's realized success reaches α
+    with probability ≥ ``confidence`` when its queries are exchangeable with the logs. Out of the guard's
+    measured range (α, or α + margin) the target is 1.0: the best plan the caps allow, status
+    ``quality_unreachable``. :class:`Planner` and ``eccos eval --confidence`` both route through this.
+
+    Raises:
+        PredictorStateError: ``confidence`` is given and there is no fitted ``margin``.
+    """
+    if confidence is None:
+        reachable = guard.reachable(alpha)
+        target = float(np.clip(guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
+        return BatchGoal(alpha, target, reachable, batch_size)
+    margin = require_margin(margin)
+    extra = margin.margin(batch_size, confidence, alpha)
+    reachable = guard.reachable(min(1.0, alpha + extra))
+    target = margin.target(guard, alpha, batch_size, confidence) if reachable else 1.0
+    return BatchGoal(alpha, target, reachable, batch_size, confidence, extra)
+
+
+def require_margin(margin: BatchMargin | None) -> BatchMargin:
+    """``margin``, or the error a ``confidence=`` on a router without one raises (what happened, how to fix it)."""
+    if margin is None:
+        raise PredictorStateError(
+            "confidence= needs the router's per-batch margin, and this router has none: it was fitted without "
+            "out-of-fold predictions (calibrate=False, or a predictor that makes none) or saved by an eccos "
+            "without confidence=; refit it with Router.fit(models, logs) (or router.refit() for a retrieval "
+            "router) and save it again, or plan without confidence"
+        )
+    return margin
+
+
 class Planner:
     """Decides where each query of a batch goes; shared by the router, the framework shells and the proxy."""
 
@@ -186,9 +271,13 @@ class Planner:
         time_limit: float = 10.0,
         progress: Progress | None = None,
         dual: DualPrices | None = None,
+        margin: BatchMargin | None = None,
     ) -> None:
         self.dual = dual if dual is not None else DualPrices()
         """Per-call prices: the fitted curve and one online stream per ``min_quality`` or per-call budget."""
+        self.margin = margin
+        """Per-batch margin for ``confidence=`` (:mod:`eccos_core.guarantee`), fitted with the guard; ``None``:
+        plans with a confidence are refused."""
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
         self.predictor = predictor
@@ -241,13 +330,18 @@ class Planner:
         options: Mapping[str, Any] = {},
         *,
         budget: float | None = None,
+        confidence: float | None = None,
     ) -> PlannedBatch:
         """Plan a batch; ``options`` are the LiteLLM options it will be sent with (they decide its needs).
 
         Give ``min_quality`` (the cheapest plan reaching it) or ``budget`` (the best plan costing at most that
-        many USD in total), not both.
+        many USD in total), not both; ``confidence`` asks that this batch reach ``min_quality`` with that
+        probability (:func:`batch_goal`).
         """
         alpha, budget = check_goal(min_quality, budget)
+        confidence = check_confidence(confidence, budget)
+        if confidence is not None:
+            require_margin(self.margin)  # before the batch is embedded
         messages = self.prepare(queries)
         needs = [needs_of(m, options) for m in messages]
         tokens = np.array([count_input_tokens(m) for m in messages], dtype=float)
@@ -255,7 +349,7 @@ class Planner:
         prediction = self.predict([query_text(m) for m in messages])
         if budget is not None:
             return PlannedBatch(self.solve_budget(prediction, tokens, budget, caps, needs), messages, caps)
-        return PlannedBatch(self.solve(prediction, tokens, alpha, caps, needs), messages, caps)
+        return PlannedBatch(self.solve(prediction, tokens, alpha, caps, needs, confidence), messages, caps)
 
     def plan_call(
         self,
@@ -271,19 +365,36 @@ class Planner:
 
         ``policy="dual"`` routes it at the price of its stream (one per ``min_quality`` or per-call ``budget``),
         which keeps the mean over the calls, and records it there; ``policy="strict"`` plans it as a batch of
-        one (the call itself must reach ``min_quality`` or fit ``budget``).
+        one (the call itself must reach ``min_quality`` or fit ``budget``). A ``confidence`` among ``options`` is
+        refused (:func:`single_call_confidence_error`).
         """
+        if "confidence" in options:
+            raise single_call_confidence_error()
         policy = check_policy(policy)
         if policy == "strict":
             return self.plan([query], min_quality, capacity, options, budget=budget)
         alpha, budget = check_goal(min_quality, budget)
-        messages = self.prepare([query])
-        needs = [needs_of(messages[0], options)]
-        tokens = np.array([count_input_tokens(messages[0])], dtype=float)
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
-        allowed = self.allowed(tokens, caps, needs)
-        prediction = self.predict([query_text(messages[0])])
-        return PlannedBatch(self.price_call(prediction, tokens, allowed, alpha, budget), messages, caps)
+        call = self.call_inputs(query, caps, options)
+        plan = self.price_call(call.prediction, call.tokens, call.allowed, alpha, budget)
+        return PlannedBatch(plan, [call.messages], caps)
+
+    def call_inputs(
+        self, query: Any, caps: Sequence[int | None], options: Mapping[str, Any] = {}, offered: np.ndarray | None = None
+    ) -> CallInputs:
+        """One call's messages, prompt tokens, allowed models (1×M) and prediction: what pricing it needs.
+
+        ``offered`` (length M) narrows the models further (the LiteLLM plugin: the group's deployments); a typed
+        error when none can take the call.
+        """
+        messages = self.prepare([query])[0]
+        tokens = np.array([count_input_tokens(messages)], dtype=float)
+        allowed = self.allowed(tokens, caps, [needs_of(messages, options)])
+        if offered is not None:
+            allowed = allowed & np.asarray(offered, dtype=bool)[None, :]
+            if not allowed.any():
+                raise CapabilityError("none of the offered models can take this call (context window or capabilities)")
+        return CallInputs(messages, tokens, allowed, self.predict([query_text(messages)]))
 
     def plan_prediction(
         self,
@@ -293,9 +404,11 @@ class Planner:
         capacity: Capacity = None,
         *,
         budget: float | None = None,
+        confidence: float | None = None,
     ) -> RoutingPlan:
         """Plan from predictions already made (offline evaluation predicts once for many α or budgets)."""
         alpha, budget = check_goal(min_quality, budget)
+        confidence = check_confidence(confidence, budget)
         tokens = np.asarray(input_tokens, dtype=float).reshape(-1)
         if len(tokens) != prediction.quality.shape[0]:
             raise InputError(
@@ -306,7 +419,7 @@ class Planner:
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
         if budget is not None:
             return self.solve_budget(clean(prediction.select(self.names)), tokens, budget, caps, None)
-        return self.solve(clean(prediction.select(self.names)), tokens, alpha, caps, None)
+        return self.solve(clean(prediction.select(self.names)), tokens, alpha, caps, None, confidence)
 
     # ---------------------------------------------------------------------------------------- solving
     def allowed(self, tokens: np.ndarray, caps: Sequence[int | None], needs: Sequence[Needs] | None) -> np.ndarray:
@@ -341,14 +454,14 @@ class Planner:
         alpha: float,
         caps: Sequence[int | None],
         needs: Sequence[Needs] | None,
+        confidence: float | None = None,
     ) -> RoutingPlan:
         """The optimizer's plan for a batch whose predictions, tokens and needs are known."""
+        goal = batch_goal(self.guard, alpha, len(tokens), confidence, self.margin)
+        target = goal.target  # out of the guard's measured range: the best assignment the caps allow
         allowed = self.allowed(tokens, caps, needs)
         quality = prediction.quality
         cost = cost_matrix(self.pool, tokens, prediction.output_tokens)
-        reachable = self.guard.reachable(alpha)
-        # out of the guard's measured range, route to the best assignment the caps allow
-        target = float(np.clip(self.guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
         started = time.perf_counter()
         large = len(tokens) > PROGRESS_CHUNK
         if large:
@@ -368,11 +481,11 @@ class Planner:
         if large:
             self._report("solve", len(tokens), len(tokens), started)
         index = np.asarray(assignment.model_index, dtype=int)
-        status, message = self._status(assignment.status, assignment.message, alpha, target, reachable)
+        status, message = self._status(assignment.status, assignment.message, goal)
         chains = self._chains(index, quality, cost, allowed, caps, target)
         plan = self._assemble(
             index, prediction, tokens, cost, allowed, caps, chains, status, message, assignment.method,
-            min_quality=alpha, target=target,
+            min_quality=alpha, target=target, confidence=goal.confidence, margin=goal.margin,
         )  # fmt: skip
         entries = plan.queries
         logger.debug(
@@ -438,6 +551,8 @@ class Planner:
         min_quality: float,
         target: float,
         budget: float | None = None,
+        confidence: float | None = None,
+        margin: float | None = None,
     ) -> RoutingPlan:
         """The :class:`RoutingPlan` of a solved batch: one :class:`QueryPlan` per query, in input order."""
         quality = prediction.quality
@@ -458,6 +573,8 @@ class Planner:
                 batch_size=len(index),
                 min_quality=min_quality,
                 budget=budget,
+                confidence=confidence,
+                margin=margin,
             )
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )
@@ -472,6 +589,8 @@ class Planner:
             solver=solver,
             budget=budget,
             caps=dict(zip(self.names, caps, strict=True)),
+            confidence=confidence,
+            margin=margin,
         )
 
     def _solver_error(self, exc: CapacityError) -> CapacityError:
@@ -563,22 +682,28 @@ class Planner:
             "the mean of the calls routed with it, not for each call on its own (policy='strict' for that)"
         )
 
-    def _status(
-        self, status: SolveStatus, message: str, alpha: float, target: float, reachable: bool
-    ) -> tuple[SolveStatus, str]:
+    def _status(self, status: SolveStatus, message: str, goal: BatchGoal) -> tuple[SolveStatus, str]:
         """The plan's status and a message that names the user's ``min_quality`` and the internal target apart."""
-        if not reachable:
+        alpha, target = goal.alpha, goal.target
+        asked = f"min_quality {alpha:.3f}"
+        if goal.confidence is not None:
+            asked += (
+                f" at confidence {goal.confidence:.3g} (a margin of {goal.margin:.3f} for a batch of "
+                f"{goal.batch_size}: {min(1.0, alpha + (goal.margin or 0.0)):.3f} realized success)"
+            )
+        refused = "; the guarantee cannot be given" if goal.confidence is not None else ""
+        if not goal.reachable:
             message = (
-                f"min_quality {alpha:.3f} is unreachable: on held-out training queries this router's best routing "
-                f"reached {self.guard.max_quality:.3f} realized success; routed every query to the highest-quality "
-                "model the caps allow"
+                f"{asked} is unreachable: on held-out training queries this router's best routing reached "
+                f"{self.guard.max_quality:.3f} realized success{refused}; routed every query to the "
+                "highest-quality model the caps allow"
             )
             status = SolveStatus.QUALITY_UNREACHABLE
         elif status is SolveStatus.QUALITY_UNREACHABLE:
             message = (
-                f"min_quality {alpha:.3f} needs a mean predicted p(success) of {target:.3f} on this batch (the "
-                f"guard's correction for selection bias), which its models cannot reach; routed to the best "
-                f"they can: {message}"
+                f"{asked} needs a mean predicted p(success) of {target:.3f} on this batch (the guard's correction "
+                f"for selection bias), which its models cannot reach{refused}; routed to the best they can: "
+                f"{message}"
             )
         if status is SolveStatus.QUALITY_UNREACHABLE:
             logger.info("%s", message)
@@ -668,6 +793,20 @@ def check_goal(min_quality: Any, budget: Any) -> tuple[float | None, float | Non
     return None, float(budget)
 
 
+def single_call_confidence_error() -> InputError:
+    """The error for ``confidence`` on a single call (``complete`` / ``stream`` / ``plan_call``, any policy).
+
+    A per-batch guarantee is about a batch's *mean*; one call's realized success is 0 or 1, so "reaches
+    ``min_quality`` with probability c" would mean "succeeds with probability c", which is what
+    ``policy="strict"`` with ``min_quality=c`` already promises on average.
+    """
+    return InputError(
+        "confidence= is a guarantee on a batch's realized mean success, and a single call has no batch: route "
+        "the calls together with Router.plan / batch / abatch (confidence=...), or for one call use "
+        "policy='strict' with min_quality set to the success rate you need"
+    )
+
+
 def check_policy(policy: Any) -> str:
     """``policy`` as one of :data:`POLICIES`."""
     if policy not in POLICIES:
@@ -691,13 +830,17 @@ def clean(prediction: Prediction) -> Prediction:
 
 __all__ = [
     "POLICIES",
+    "BatchGoal",
     "Capacity",
     "PlannedBatch",
     "Planner",
     "QueryPlan",
     "RoutingPlan",
+    "batch_goal",
     "check_goal",
     "check_policy",
     "clean",
     "clean_tokens",
+    "require_margin",
+    "single_call_confidence_error",
 ]

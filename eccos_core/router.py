@@ -32,6 +32,7 @@ from eccos_core.calibration import QualityGuard
 from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger, RoutedResponse, RoutedStream
 from eccos_core.dual import DualPrices
 from eccos_core.errors import ConfigError, DispatchError, InputError, PredictorStateError
+from eccos_core.guarantee import BatchMargin
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import TOKENIZER_MODEL, Query, check_options, count_text_tokens
 from eccos_core.optimize import METHODS
@@ -65,6 +66,7 @@ class Router:
         time_limit: float = 10.0,
         max_concurrency: int = 8,
         dual: DualPrices | None = None,
+        margin: BatchMargin | None = None,
     ) -> None:
         """Check the pool and the predictor agree; nothing is loaded or contacted.
 
@@ -79,6 +81,8 @@ class Router:
             dual: Per-call prices (:mod:`eccos_core.dual`) for single calls under ``policy="dual"``, fitted by
                 :meth:`fit`; ``None`` learns each stream's price from its calls alone (starting at the guard's
                 internal target, the first call then routed as ``policy="strict"`` would).
+            margin: The per-batch margin behind ``confidence=`` (:mod:`eccos_core.guarantee`), fitted with the
+                guard by :meth:`fit`; ``None``: a plan with a confidence raises ``PredictorStateError``.
 
         Raises:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
@@ -104,7 +108,13 @@ class Router:
         if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
             raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
         self.planner = Planner(
-            pool, predictor, guard or QualityGuard.identity(), method=method, time_limit=float(time_limit), dual=dual
+            pool,
+            predictor,
+            guard or QualityGuard.identity(),
+            method=method,
+            time_limit=float(time_limit),
+            dual=dual,
+            margin=margin,
         )
         """Decides where each query goes (no provider calls)."""
         self.dispatcher = Dispatcher(pool)
@@ -137,6 +147,11 @@ class Router:
     @guard.setter
     def guard(self, guard: QualityGuard) -> None:
         self.planner.guard = guard
+
+    @property
+    def margin(self) -> BatchMargin | None:
+        """The per-batch margin behind ``confidence=`` (``None``: this router cannot give the guarantee)."""
+        return self.planner.margin
 
     @property
     def dual(self) -> DualPrices:
@@ -186,15 +201,17 @@ class Router:
         The guard is what makes ``min_quality`` mean *realized* success: it routes the training queries with
         predictions made without their own outcomes and measures how far the optimizer's picks fall short.
         The per-call prices (:mod:`eccos_core.dual`) are measured the same way, routing those queries one at a
-        time.
+        time, and so is the per-batch margin behind ``confidence=`` (:mod:`eccos_core.guarantee`), routing
+        random batches of them.
 
         Args:
             models: The pool; every name must have outcomes in ``logs``.
             logs: Routing logs to learn from.
             predictor: Unfitted predictor to use; default
                 :class:`~eccos_core.predictors.retrieval.RetrievalPredictor`.
-            calibrate: Fit the quality guard and the per-call prices (needs ``predictor.out_of_fold``); else
-                ``min_quality`` bounds predicted success.
+            calibrate: Fit the quality guard, the per-call prices and the batch margin (needs
+                ``predictor.out_of_fold``); else ``min_quality`` bounds predicted success and ``confidence=`` is
+                refused.
             **kwargs: Passed to :class:`Router` (``method``, ``time_limit``, ``max_concurrency``).
 
         Raises:
@@ -217,17 +234,20 @@ class Router:
         if problem is None:
             return cls(pool, predictor, None, **kwargs)
         oof, scores, cost = problem
-        guard = QualityGuard.fit(oof, scores, cost, method=kwargs.get("method", "auto"))
+        method = kwargs.get("method", "auto")
+        guard = QualityGuard.fit(oof, scores, cost, method=method)
         dual = DualPrices.fit(oof.quality, scores, cost)
-        return cls(pool, predictor, guard, dual=dual, **kwargs)
+        margin = BatchMargin.fit(oof.quality, scores, cost, guard, method=method)
+        return cls(pool, predictor, guard, dual=dual, margin=margin, **kwargs)
 
     def save(self, path: str | Path) -> Path:
         """Write the router into directory ``path``.
 
-        Pool (credentials redacted), guard, per-call prices (with every stream's recent calls) and predictor.
+        Pool (credentials redacted), guard, per-call prices (with every stream's recent calls), batch margin and
+        predictor.
         """
         settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
-        return save_router(path, self.models, self.predictor, self.guard, settings, dual=self.dual)
+        return save_router(path, self.models, self.predictor, self.guard, settings, dual=self.dual, margin=self.margin)
 
     @classmethod
     def load(cls, path: str | Path, models: Sequence[ModelSpec] | None = None) -> Router:
@@ -251,6 +271,7 @@ class Router:
                 time_limit=float(settings.get("time_limit", 10.0)),
                 max_concurrency=settings.get("max_concurrency", 8),
                 dual=saved.dual,
+                margin=saved.margin,
             )
         except InputError as exc:
             raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None
@@ -277,12 +298,18 @@ class Router:
 
     @classmethod
     def fit_default(cls, models: Sequence[ModelSpec] | None = None) -> Router:
-        """Fit the default router from scratch on the bundled training split (what ships in the package)."""
+        """Fit the default router from scratch on the bundled training split (what ships in the package).
+
+        Its predictor is the :class:`~eccos_core.predictors.fused.FusedPredictor` (seed 0: the same files every
+        time); ``eccos build-default`` writes it to ``eccos_core/data/default-router/``.
+        """
         from eccos_core.bundled import bundled_logs, bundled_models
         from eccos_core.logs import split_logs
+        from eccos_core.predictors.fused import FusedPredictor
 
         train, _ = split_logs(bundled_logs(), test_frac=0.2, seed=0)
-        return cls.fit(models or bundled_models(), train)
+        # fused: the best of the predictors on all three shared data sets (benchmarks/results/predictors.txt)
+        return cls.fit(models or bundled_models(), train, predictor=FusedPredictor())
 
     # ------------------------------------------------------------------------------------------ planning
     def predict(self, queries: Sequence[str]) -> Prediction:
@@ -295,6 +322,7 @@ class Router:
         min_quality: float | None = None,
         *,
         budget: float | None = None,
+        confidence: float | None = None,
         capacity: Capacity = None,
         **options: Any,
     ) -> RoutingPlan:
@@ -307,6 +335,12 @@ class Router:
             budget: Instead of ``min_quality``: total USD the batch may cost (predicted); the plan then has the
                 highest mean predicted quality that fits (status ``quality_unreachable`` when even the cheapest
                 plan costs more, the message saying how much).
+            confidence: Per-batch guarantee: route so that *this* batch's realized mean success reaches
+                ``min_quality`` with this probability, in (0, 1), if its queries are exchangeable with the routing
+                logs (drawn from the same mix of tasks). Costs more than the plain plan, whose promise holds on
+                average over batches; the margin shrinks as the batch grows. Where ``min_quality`` plus the margin
+                is beyond what routing reached on held-out data, the status is ``quality_unreachable`` and the
+                message says the guarantee cannot be given. ``None`` (default): no guarantee per batch.
             capacity: Most queries each model may take in this batch, as ``{name: int}`` (overriding the
                 pool's ``capacity`` for those models) or one entry per pool model (``None`` = no cap).
             **options: The LiteLLM options the queries will be sent with: ``tools``, ``response_format`` and
@@ -314,13 +348,16 @@ class Router:
 
         Raises:
             InputError: Empty batch, empty message list, a message with no text, ``min_quality`` outside
-                [0, 1], both or neither of ``min_quality`` and ``budget``, a malformed ``capacity``.
+                [0, 1], both or neither of ``min_quality`` and ``budget``, a malformed ``capacity``,
+                ``confidence`` not a number strictly between 0 and 1, or given with ``budget``.
+            PredictorStateError: ``confidence`` on a router without a fitted batch margin (fitted with
+                ``calibrate=False`` or saved by an eccos without it).
             CapabilityError: No pool model supports what some query needs.
             ConfigError: ``capacity`` names a model not in the pool.
             ContextWindowError: A prompt is longer than every model's context window.
             CapacityError: The caps cannot hold the batch.
         """
-        return self._plan(queries, min_quality, capacity, options, budget).plan
+        return self._plan(queries, min_quality, capacity, options, budget, confidence).plan
 
     def plan_call(
         self,
@@ -335,7 +372,8 @@ class Router:
         """Route one call as :meth:`complete` would, without sending it (for shells that send it themselves).
 
         Send it with ``router.dispatcher.send(plan.queries[0], messages, **options)``. With ``policy="dual"``
-        the call is recorded in its stream's recent calls, so plan each call once.
+        the call is recorded in its stream's recent calls, so plan each call once. Like every single call it
+        refuses ``confidence=`` (a guarantee on a batch's mean; see :meth:`complete`).
 
         Args:
             messages: A prompt string or an OpenAI-style message list.
@@ -356,9 +394,15 @@ class Router:
         capacity: Capacity = None,
         *,
         budget: float | None = None,
+        confidence: float | None = None,
     ) -> RoutingPlan:
-        """Plan from predictions already made (offline evaluation predicts once for many α or budgets)."""
-        return self.planner.plan_prediction(prediction, input_tokens, min_quality, capacity, budget=budget)
+        """Plan from predictions already made (offline evaluation predicts once for many α or budgets).
+
+        ``min_quality``, ``budget``, ``confidence`` and ``capacity`` as in :meth:`plan`.
+        """
+        return self.planner.plan_prediction(
+            prediction, input_tokens, min_quality, capacity, budget=budget, confidence=confidence
+        )
 
     def _plan(
         self,
@@ -367,8 +411,11 @@ class Router:
         capacity: Capacity,
         options: Any,
         budget: float | None = None,
+        confidence: float | None = None,
     ) -> PlannedBatch:
-        return self.planner.plan(queries, min_quality, capacity, check_options(options), budget=budget)
+        return self.planner.plan(
+            queries, min_quality, capacity, check_options(options), budget=budget, confidence=confidence
+        )
 
     def _plan_call(
         self,
@@ -397,7 +444,10 @@ class Router:
         feedback.record_outcome(self, query, model, score, output_tokens)
 
     def refit(self) -> QualityGuard:
-        """Refit the calibration and the quality guard on everything the store now holds; returns the guard."""
+        """Refit the calibration, the quality guard and the batch margin on everything the store now holds.
+
+        Returns the guard. Also gives a router saved without a batch margin the one ``confidence=`` needs.
+        """
         return feedback.refit(self)
 
     # ---------------------------------------------------------------------------------------- dispatch
@@ -426,6 +476,10 @@ class Router:
             **litellm_kwargs: Passed to ``litellm.completion`` for whichever model answers (``temperature``,
                 ``max_tokens``, ``tools``, ``response_format``, ``timeout`` (default: the model's ``timeout``),
                 ``num_retries`` (default 0: the router's fallback replaces retries), ...).
+
+        A single call refuses ``confidence=`` (``InputError``), under either policy: the guarantee is about a
+        batch's mean success, and one call's success is 0 or 1 ("succeeds with probability c" is what
+        ``policy="strict"`` with ``min_quality=c`` promises on average). Route calls together with :meth:`batch`.
 
         Raises:
             DispatchError: Every model that could take the call failed; ``fallbacks`` lists why.
@@ -491,6 +545,7 @@ class Router:
         min_quality: float | None = None,
         *,
         budget: float | None = None,
+        confidence: float | None = None,
         capacity: Capacity = None,
         return_exceptions: bool = False,
         max_concurrency: int | None = None,
@@ -498,12 +553,13 @@ class Router:
     ) -> list[RoutedResponse | Exception]:
         """Plan a batch jointly, then send every item concurrently.
 
-        The plan is the cheapest whose mean success reaches ``min_quality``, or the best a total ``budget``
-        (USD) buys. Items come back in input order and none is ever dropped: an item whose every model failed holds a
+        The plan is the cheapest whose mean success reaches ``min_quality`` (with probability ``confidence`` for
+        this batch, when given: see :meth:`plan`), or the best a total ``budget`` (USD) buys. Items come back in
+        input order and none is ever dropped: an item whose every model failed holds a
         :class:`~eccos_core.errors.DispatchError` (with ``return_exceptions=True``), or, by default, every
         other item still finishes and then that error is raised with ``results`` holding the whole list.
         """
-        batch = self._plan(queries, min_quality, capacity, litellm_kwargs, budget)
+        batch = self._plan(queries, min_quality, capacity, litellm_kwargs, budget, confidence)
         ledger = Ledger.for_plan(batch.plan)
         workers = min(_check_concurrency(max_concurrency or self.max_concurrency), len(batch.messages))
         results: list[RoutedResponse | Exception] = []
@@ -523,13 +579,14 @@ class Router:
         min_quality: float | None = None,
         *,
         budget: float | None = None,
+        confidence: float | None = None,
         capacity: Capacity = None,
         return_exceptions: bool = False,
         max_concurrency: int | None = None,
         **litellm_kwargs: Any,
     ) -> list[RoutedResponse | Exception]:
         """Async :meth:`batch`: at most ``max_concurrency`` calls in flight, results in input order."""
-        batch = await asyncio.to_thread(self._plan, queries, min_quality, capacity, litellm_kwargs, budget)
+        batch = await asyncio.to_thread(self._plan, queries, min_quality, capacity, litellm_kwargs, budget, confidence)
         ledger = Ledger.for_plan(batch.plan)
         semaphore = asyncio.Semaphore(_check_concurrency(max_concurrency or self.max_concurrency))
 
@@ -559,6 +616,13 @@ def out_of_fold_problem(
             type(predictor).__name__,
         )
         return None
+    return training_problem(pool, logs, out_of_fold)
+
+
+def training_problem(
+    pool: Sequence[ModelSpec], logs: RoutingLogs, out_of_fold: Prediction
+) -> tuple[Prediction, np.ndarray, np.ndarray]:
+    """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries."""
     names = [m.name for m in pool]
     oof = clean(out_of_fold.select(names))
     input_tokens = np.array([count_text_tokens(q) for q in logs.queries], dtype=float)

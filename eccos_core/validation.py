@@ -1,4 +1,4 @@
-"""Checks of the numbers a caller gives the router: ``min_quality`` and per-model caps."""
+"""Checks of the numbers a caller gives the router: ``min_quality``, ``confidence`` and per-model caps."""
 
 from __future__ import annotations
 
@@ -18,6 +18,33 @@ def check_alpha(min_quality: Any, name: str = "min_quality") -> float:
     if math.isnan(alpha) or not 0.0 <= alpha <= 1.0:
         raise InputError(f"{name} must lie in [0, 1] (mean success rate), got {min_quality!r}")
     return alpha
+
+
+def check_confidence(confidence: Any, budget: Any = None) -> float | None:
+    """``confidence`` as a float strictly between 0 and 1, or ``None``.
+
+    It is the probability that a batch's realized mean success reaches ``min_quality``, so it is refused together
+    with a ``budget`` (which promises predicted cost, not quality).
+    """
+    if confidence is None:
+        return None
+    if budget is not None:
+        raise InputError(
+            "confidence is a guarantee on min_quality, and a budget plan has no quality target (it promises "
+            "predicted cost only): give min_quality with confidence, or budget without it"
+        )
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise InputError(
+            f"confidence must be a number strictly between 0 and 1 (the probability that the batch's realized "
+            f"mean success reaches min_quality), got {confidence!r}"
+        )
+    value = float(confidence)
+    if math.isnan(value) or not 0.0 < value < 1.0:
+        raise InputError(
+            f"confidence must lie strictly between 0 and 1, got {confidence!r}: no batch is certain to reach "
+            "min_quality (0.9 or 0.95 are usual; None routes for the mean over batches)"
+        )
+    return value
 
 
 def check_cap(cap: Any, name: str) -> int | None:

@@ -75,6 +75,7 @@ class _Request:
     min_quality: float
     capacity: dict[str, int | None] | None
     options: dict[str, Any]
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,13 @@ class ChatECCOS(RouterSettings, BaseChatModel):
     Batch (one joint plan):
         ```python
         replies = (prompt | model).batch([{"q": q} for q in questions], {"max_concurrency": 16})
+        # this batch's realized success reaches min_quality with probability 0.9 (not just on average)
+        replies = (prompt | model.bind(confidence=0.9)).batch([{"q": q} for q in questions])
         ```
+
+    ``confidence=`` (a kwarg of ``.batch()`` / ``.abatch()`` / ``.batch_as_completed()`` or of ``.bind()``) is
+    ``Router.plan``'s per-batch guarantee; a call planned on its own (``invoke``, ``stream``) refuses it with
+    ``InputError``, as ``Router.complete`` does: the guarantee is about a batch's mean.
 
     Per chain or per call quality:
         ```python
@@ -265,20 +272,35 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         return options
 
     def _request(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        """Split call kwargs into routing settings (``min_quality``, ``capacity``, ``model``) and LiteLLM options."""
+        """Split call kwargs into routing settings and LiteLLM options.
+
+        Routing settings: ``min_quality``, ``confidence`` (batches only), ``capacity`` and ``model``.
+        """
         options = self._options(stop, kwargs)
         min_quality = options.pop("min_quality", self.min_quality)
+        confidence = options.pop("confidence", None)
         capacity = options.pop("capacity", self.capacity)
         pinned = options.pop("model", None)
         if pinned is not None:
             capacity = pin_capacity(self.get_router(), capacity, pinned)
-        return _Request(to_openai(messages), min_quality, capacity, options)
+        return _Request(to_openai(messages), min_quality, capacity, options, confidence)
 
-    def _plan(self, requests: Sequence[_Request]) -> Any:
-        """One optimizer call for every request (they share settings and options: a batch or a single call)."""
+    def _plan(self, requests: Sequence[_Request], *, batch: bool = False) -> Any:
+        """One optimizer call for every request (they share settings and options: a batch or a single call).
+
+        A single call (``batch=False``) refuses ``confidence``, as ``Router.complete`` does.
+        """
         first = requests[0]
+        if first.confidence is not None and not batch:
+            from eccos_core.planner import single_call_confidence_error
+
+            raise single_call_confidence_error()
         return self.get_router().plan(
-            [r.messages for r in requests], first.min_quality, capacity=first.capacity, **first.options
+            [r.messages for r in requests],
+            first.min_quality,
+            confidence=first.confidence,
+            capacity=first.capacity,
+            **first.options,
         )
 
     def _plan_one(self, value: LanguageModelInput, config: RunnableConfig, kwargs: dict[str, Any]) -> _Route | None:
@@ -520,7 +542,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         from eccos_core.dispatch import Ledger
 
         try:
-            plan = self._plan(requests)
+            plan = self._plan(requests, batch=True)
         except EccosError:
             if not return_exceptions:
                 raise

@@ -118,6 +118,7 @@ class RouterSettings(BaseModel):
             method=base.method,
             time_limit=base.time_limit,
             max_concurrency=base.max_concurrency,
+            margin=base.margin,
         )
 
     def _settings_params(self) -> dict[str, Any]:

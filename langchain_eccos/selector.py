@@ -29,7 +29,7 @@ from langchain_eccos.routing import RouterSettings, pin_capacity
 Decision = dict[str, Any]
 """One routing decision: ``model``, ``p_success``, ``predicted_cost``, ``predicted_output_tokens``,
 ``input_tokens``, ``chain`` (fallbacks in order), ``status``, ``message``, ``solver``, ``batch_size``,
-``min_quality``."""
+``min_quality``, ``confidence`` and ``margin`` (of a per-batch guarantee, else ``None``)."""
 
 
 def _decision(entry: Any) -> Decision:
@@ -45,6 +45,8 @@ def _decision(entry: Any) -> Decision:
         "solver": entry.solver,
         "batch_size": entry.batch_size,
         "min_quality": entry.min_quality,
+        "confidence": entry.confidence,
+        "margin": entry.margin,
     }
 
 
@@ -53,7 +55,9 @@ class ECCOSSelector(RouterSettings, RunnableSerializable[LanguageModelInput, Dec
 
     Inputs are what a chat model takes (a string, messages, a prompt value). Call-time kwargs are the options
     the call will be sent with: ``tools`` or ``response_format`` restrict the choice to models supporting
-    them; ``min_quality`` and ``capacity`` override the fields.
+    them; ``min_quality`` and ``capacity`` override the fields; ``confidence=`` asks ``Router.plan``'s per-batch
+    guarantee of the inputs planned together (an ``invoke`` is a batch of one, whose margin is usually out of
+    reach).
 
     Example:
         ```python

@@ -131,6 +131,7 @@ class ECCOSLLM(FunctionCallingLLM):
         print(reply.additional_kwargs["eccos"]["model"], reply.additional_kwargs["eccos"]["cost"])
 
         answers = Settings.llm.complete_batch(["2 + 2?", "Summarise Hamlet."])  # one optimizer call
+        answers = Settings.llm.complete_batch(questions, confidence=0.9)  # this batch reaches 0.6 w.p. 0.9
         ```
     """
 
@@ -292,7 +293,8 @@ class ECCOSLLM(FunctionCallingLLM):
             messages_list: One message list per chat.
             return_exceptions: Put a failed chat's exception in its place instead of raising it.
             max_concurrency: Calls in flight at once (default: the router's ``max_concurrency``).
-            **kwargs: ``min_quality=`` / ``capacity=`` for the batch as a whole, and LiteLLM options.
+            **kwargs: ``min_quality=`` / ``capacity=`` for the batch as a whole, ``confidence=`` for
+                ``Router.plan``'s per-batch guarantee (refused by single calls), and LiteLLM options.
 
         Raises:
             DispatchError: Some chat failed on every model that could take it (after all chats finished; its
@@ -447,10 +449,11 @@ class ECCOSLLM(FunctionCallingLLM):
         return gen()
 
     # --------------------------------------------------------------------------------------------- routing
-    def _split(self, kwargs: dict[str, Any]) -> tuple[float, Any, dict[str, Any]]:
-        """A call's kwargs as (min_quality, capacity, LiteLLM options), the fields filling what it leaves out."""
+    def _split(self, kwargs: dict[str, Any]) -> tuple[float, float | None, Any, dict[str, Any]]:
+        """A call's kwargs as (min_quality, confidence, capacity, LiteLLM options), the fields filling the gaps."""
         kwargs = dict(kwargs)
         min_quality = kwargs.pop("min_quality", None)
+        confidence = kwargs.pop("confidence", None)
         capacity = kwargs.pop("capacity", None)
         options = dict(self.additional_kwargs)
         for name in ("temperature", "max_tokens", "timeout"):
@@ -459,6 +462,7 @@ class ECCOSLLM(FunctionCallingLLM):
         options.update({k: v for k, v in kwargs.items() if k not in _NOT_SENT and v is not None})
         return (
             self.min_quality if min_quality is None else min_quality,
+            confidence,
             self.capacity if capacity is None else capacity,
             options,
         )
@@ -466,11 +470,15 @@ class ECCOSLLM(FunctionCallingLLM):
     def _prepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Call:
         """Plan one call (N = 1), or take its plan from the batch it belongs to."""
         converted = to_openai_messages(messages)
-        min_quality, capacity, options = self._split(kwargs)
+        min_quality, confidence, capacity, options = self._split(kwargs)
         router = self.get_router()
         planned = _PLANNED.get()
         if planned is not None:
             return _Call(router, planned.entry, converted, options, planned.ledger)
+        if confidence is not None:  # a guarantee on a batch's mean: refused for one call, as Router.complete does
+            from eccos_core.planner import single_call_confidence_error
+
+            raise single_call_confidence_error()
         entry = router.plan([converted], min_quality, capacity=capacity, **options).queries[0]
         return _Call(router, entry, converted, options)
 
@@ -484,8 +492,8 @@ class ECCOSLLM(FunctionCallingLLM):
         """Plan a batch in one optimizer call; each prompt gets its entry and the shared cap ledger."""
         from eccos_core.dispatch import Ledger
 
-        min_quality, capacity, options = self._split(kwargs)
-        plan = self.get_router().plan(queries, min_quality, capacity=capacity, **options)
+        min_quality, confidence, capacity, options = self._split(kwargs)
+        plan = self.get_router().plan(queries, min_quality, confidence=confidence, capacity=capacity, **options)
         ledger = Ledger.for_plan(plan)
         return [_Planned(entry, ledger) for entry in plan.queries]
 

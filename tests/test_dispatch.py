@@ -7,6 +7,7 @@ come from the deterministic fake predictor, so these tests need no encoder.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import threading
 
 import pytest
@@ -15,6 +16,14 @@ from eccos_core.dispatch import RoutedResponse
 from eccos_core.errors import CredentialError, DispatchError, StreamInterruptedError
 from eccos_core.planner import QueryPlan
 from eccos_core.router import Router
+
+_LITELLM = tuple(int(p) for p in importlib.metadata.version("litellm").split(".")[:2])
+truncation_seen = pytest.mark.xfail(
+    _LITELLM < (1, 110),
+    reason="LiteLLM before 1.110 (1.108.7 is what its proxy extra resolves to) ends a stream whose connection "
+    "drops as if it were complete, with a synthesized finish_reason, so there is nothing to detect",
+    strict=True,
+)
 
 CHEAP, MID, STRONG = "gemma-2-9b-it", "llama-3.1-8b-instruct", "llama3-chatqa-1.5-70b"
 
@@ -66,6 +75,7 @@ def test_stream_falls_back_when_a_model_fails_before_its_first_chunk(make_router
     assert stream.result.fallbacks == stream.fallbacks
 
 
+@truncation_seen
 def test_stream_that_dies_after_its_first_chunk_raises_and_is_not_restarted(make_router, loopback):
     router = make_router(modes={CHEAP: "midstream", MID: "midstream", STRONG: "midstream"})
     received = []
@@ -90,6 +100,7 @@ async def test_astream_streams_and_falls_back(make_router, loopback):
     assert _text(chunks) == stream.result.text and stream.result.cost > 0
 
 
+@truncation_seen
 async def test_astream_that_dies_midway_raises(make_router, loopback):
     router = make_router(modes={CHEAP: "midstream", MID: "midstream", STRONG: "midstream"})
     stream = await router.astream("Say hello", min_quality=0.0)

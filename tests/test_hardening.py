@@ -33,7 +33,7 @@ from eccos_core.errors import (
 )
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs, load_logs, write_logs
 from eccos_core.optimize import SolveStatus
-from eccos_core.planner import Planner
+from eccos_core.planner import BatchGoal, Planner
 from eccos_core.predictors.base import file_sha256
 from eccos_core.predictors.retrieval import RetrievalPredictor
 from eccos_core.pricing import ModelSpec, load_models, write_models
@@ -148,7 +148,7 @@ def test_a_large_plan_reports_progress_to_the_logger_and_a_callback_never_stdout
 
 def test_feasible_says_what_it_promises(make_pool, fake_predictor):
     planner = Router(make_pool([CHEAP, MID]), fake_predictor).planner
-    status, message = planner._status(SolveStatus.FEASIBLE, "gap 0.4%", 0.5, 0.55, True)
+    status, message = planner._status(SolveStatus.FEASIBLE, "gap 0.4%", BatchGoal(0.5, 0.55, True, 10))
     assert status is SolveStatus.FEASIBLE
     assert "not proven the cheapest" in message and "time limit" in message and "gap 0.4%" in message
     assert planner.time_limit == 10.0 and isinstance(planner, Planner)

@@ -14,7 +14,7 @@ from eccos_core.predictors.fused import FusedPredictor
 from eccos_core.predictors.retrieval import RetrievalPredictor
 from eccos_core.predictors.trained import CachedEncoder, TrainedPredictor
 
-FAST = {"hidden": 32, "max_epochs": 4, "folds": 3, "patience": 2}
+FAST = {"hidden": 32, "max_epochs": 4, "folds": 3, "patience": 2, "members": 2}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,46 @@ def test_out_of_fold_covers_every_training_query(trained, split):
     assert oof is not None and oof.models == trained.models
     assert oof.quality.shape == (len(split[0]), len(trained.models))
     assert np.isfinite(oof.quality).all() and ((oof.quality >= 0) & (oof.quality <= 1)).all()
-    assert len(trained.history) == FAST["folds"]
+    assert len(trained.history) == len(trained._nets) == FAST["folds"] * FAST["members"]
+    assert [(h["fold"], h["member"]) for h in trained.history] == [(k, m) for k in range(3) for m in range(2)]
+
+
+def test_trained_defaults_to_three_members_per_fold_in_float16():
+    from eccos_core.predictors.trained import TrainConfig
+
+    config = TrainedPredictor().config
+    assert config.members == 3 and config.float16
+    # the baselines keep one float32 network per fold, as published
+    assert MLPPredictor().config.members == MFPredictor().config.members == TrainConfig().members == 1
+    assert not MLPPredictor().config.float16 and not MFPredictor().config.float16
+
+
+def test_float16_weights_are_saved_as_float16_and_reload_exactly(trained, split, encoder, tmp_path):
+    from safetensors.numpy import load_file
+
+    assert trained.config.float16
+    for net in trained._nets:  # rounded when trained, so the fitted predictor is the one that is saved
+        for value in net.state_dict().values():
+            assert torch_equal_after_half(value)
+    path = trained.save(tmp_path / "trained")
+    weights = load_file(str(path / "weights.safetensors"))
+    assert {v.dtype for k, v in weights.items() if k.startswith("fold")} == {np.dtype(np.float16)}
+    assert weights["feature_mean"].dtype == np.float32
+    loaded = load_predictor(path)
+    loaded.encoder = encoder
+    queries = split[1].queries[:10]
+    np.testing.assert_array_equal(loaded.predict(queries).quality, trained.predict(queries).quality)
+    full = TrainedPredictor(encoder=encoder, seed=0, **{**FAST, "float16": False}).fit(split[0])
+    assert np.abs(full.predict(queries).quality - trained.predict(queries).quality).max() < 1e-2
+    assert load_file(str(full.save(tmp_path / "full") / "weights.safetensors"))["fold0.capability.weight"].dtype == (
+        np.float32
+    )
+
+
+def torch_equal_after_half(value):
+    import torch
+
+    return bool(torch.equal(value, value.half().float()))
 
 
 def test_same_seed_same_predictor_other_seed_other_one(trained, split, encoder):
@@ -147,6 +186,48 @@ def test_fused_blends_with_weights_in_unit_interval_and_round_trips(trained, spl
     np.testing.assert_allclose(loaded.predict(test.queries[:5]).quality, prediction.quality[:5], atol=1e-6)
     with pytest.raises(PredictorStateError, match="fitted for the pool"):
         FusedPredictor.load(tmp_path / "fused", models=["someone-else"])
+
+
+def test_fused_learns_from_feedback_and_keeps_it_across_a_save(trained, split, encoder, tmp_path):
+    train, test = split
+    retrieval = RetrievalPredictor(k=8, calibrate=False, encoder=encoder).fit(train)  # no isotonic plateaus
+    fused = FusedPredictor.from_parts(retrieval, trained, train, gamma=0.5, calibrate=False)
+    model = train.models[0]
+    queries = [f"{q} (asked again, {i})" for i, q in enumerate(test.queries[:6])]
+    before = fused.predict(queries).select([model]).quality[:, 0]
+    assert fused.add_outcomes(queries, model, [1.0] * len(queries)) == len(queries)
+    after = fused.predict(queries).select([model]).quality[:, 0]
+    assert (after > before).all()  # the retrieval part now finds these successes as nearest neighbours
+    refit = fused.recalibrate()
+    assert refit.out_of_fold.quality.shape == (len(train) + len(queries), len(train.models))
+    assert np.isfinite(refit.out_of_fold.quality).all() and len(refit.scores) == len(train) + len(queries)
+    loaded = load_predictor(fused.save(tmp_path / "fed"))
+    loaded.retrieval.encoder = loaded.trained.encoder = loaded.encoder = encoder
+    assert loaded._learned == fused._learned and len(loaded._learned) == len(queries)
+    np.testing.assert_allclose(loaded.recalibrate().out_of_fold.quality, refit.out_of_fold.quality, atol=1e-9)
+
+
+def test_fused_chooses_gamma_and_calibration_together_by_out_of_fold_brier(trained, split, encoder):
+    from eccos_core.predictors.fused import _GRID
+
+    train, _ = split
+    retrieval = RetrievalPredictor(k=8, encoder=encoder).fit(train)
+    fused = FusedPredictor.from_parts(retrieval, trained, train)
+    scores = train.scores(list(fused.models))
+    seen = ~np.isnan(scores)
+
+    def brier(quality):
+        return float(np.mean((quality[seen] - scores[seen]) ** 2))
+
+    t, r = trained.out_of_fold.quality, retrieval.out_of_fold.quality
+    candidates = [brier(g * t + (1 - g) * r) for g in _GRID]
+    candidates += [brier(fused._cross_calibrated(g * t + (1 - g) * r, scores)) for g in _GRID]
+    assert fused.gamma in _GRID
+    assert brier(fused.out_of_fold.quality) == pytest.approx(min(candidates), abs=1e-12)
+    assert (fused._calibration is not None) == (min(candidates[len(_GRID) :]) < min(candidates[: len(_GRID)]))
+    never = FusedPredictor.from_parts(retrieval, trained, train, calibrate=False)
+    assert never._calibration is None
+    assert brier(never.out_of_fold.quality) == pytest.approx(min(candidates[: len(_GRID)]), abs=1e-12)
 
 
 def test_fused_with_fixed_weights_is_one_part(trained, split, encoder):

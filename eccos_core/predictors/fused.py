@@ -5,14 +5,17 @@ handful of noisy neighbours; the network generalises over the whole log but smoo
 
     quality = calibrate(γ · trained + (1 − γ) · retrieval),   tokens = δ · trained + (1 − δ) · retrieval,
 
-with γ chosen to minimise the Brier score and δ the absolute token error of the two parts' *out-of-fold*
-predictions (held-out data both parts produced without each query's own outcome), and a per-model isotonic
-calibration on top, cross-fitted in halves exactly like :class:`RetrievalPredictor` does, so the fused
-:attr:`out_of_fold` is still out of fold for the quality guard.
+with γ and δ chosen on the two parts' *out-of-fold* predictions (held-out data both parts produced without
+each query's own outcome): δ minimises the absolute token error; γ, together with whether to put a per-model
+isotonic calibration on top, minimises the Brier score (the calibrated candidates scored cross-fitted in halves,
+exactly as :class:`RetrievalPredictor` calibrates, so the fused :attr:`out_of_fold` is still out of fold for
+the quality guard). The test split is never looked at.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,14 @@ from eccos_core.errors import InputError, PredictorStateError
 from eccos_core.logs import RoutingLogs
 from eccos_core.predictors.base import Prediction, Predictor, read_manifest, register, write_manifest
 from eccos_core.predictors.encoder import SentenceEncoder
-from eccos_core.predictors.retrieval import RetrievalPredictor
+from eccos_core.predictors.retrieval import Recalibration, RetrievalPredictor, query_key
 from eccos_core.predictors.trained import CachedEncoder, TrainedPredictor
 
-_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
-"""Weights tried for γ and δ."""
+_GRID = np.round(np.linspace(0.0, 1.0, 41), 3)
+"""Weights tried for γ and δ (steps of 0.025)."""
 _OOF = "out_of_fold.safetensors"
+_LEARNED = "learned.json"
+"""The trained part's predictions for queries added by feedback (keyed like the retrieval store's rows)."""
 
 
 @register
@@ -64,9 +69,9 @@ class FusedPredictor(Predictor):
             gamma: Fix the quality weight of the trained part instead of choosing it (1 = trained only).
             delta: Fix the token weight of the trained part instead of choosing it.
             calibrate: Isotonic calibration of the blended quality; ``None`` (default) decides on the
-                out-of-fold predictions: calibrate when the cross-fitted calibration lowers their Brier score
-                (a blend dominated by the network, trained on the outcomes with cross-entropy, can already be
-                calibrated, and then isotonic steps only add noise).
+                out-of-fold predictions, together with γ: calibrate when the cross-fitted calibration gives the
+                lowest Brier score (a blend dominated by the network, trained on the outcomes with cross-entropy,
+                can already be calibrated, and then isotonic steps only add noise).
             encoder: Shared by both parts (wrapped in a :class:`CachedEncoder` so each query is embedded once).
             show_progress: Progress bars while fitting.
         """
@@ -86,6 +91,8 @@ class FusedPredictor(Predictor):
         self.models: tuple[str, ...] = ()
         self.out_of_fold: Prediction | None = None
         self._calibration: IsotonicCalibration | None = None
+        self._learned: dict[str, tuple[list[float], list[float]]] = {}
+        """Per query added by :meth:`add_outcomes` (retrieval store key): the trained part's quality and tokens."""
 
     # ------------------------------------------------------------------------------------------ fitting
     def fit(self, logs: RoutingLogs) -> FusedPredictor:
@@ -113,12 +120,7 @@ class FusedPredictor(Predictor):
         scores = logs.scores(models)
         tokens = logs.matrix("output_tokens", models)
         gamma, delta = self.fixed
-        if gamma is None:
-            briers = [
-                _brier(self._cross_calibrated(g * t_oof.quality + (1 - g) * r_oof.quality, scores), scores)
-                for g in _GRID
-            ]
-            gamma = float(_GRID[int(np.argmin(briers))])
+        gamma, calibrate = self._choose_quality(t_oof.quality, r_oof.quality, scores, gamma)
         seen = ~np.isnan(tokens)
         if delta is None and seen.any():
             errors = [
@@ -129,13 +131,32 @@ class FusedPredictor(Predictor):
             delta = 0.5  # no logged lengths: both parts predict each model's mean, so δ changes nothing
         self.models, self.gamma, self.delta = models, gamma, delta
         quality = gamma * t_oof.quality + (1 - gamma) * r_oof.quality
-        cross = self._cross_calibrated(quality, scores)
-        calibrate = self.calibrate if self.calibrate is not None else _brier(cross, scores) < _brier(quality, scores)
         self._calibration = IsotonicCalibration.fit(quality, scores) if calibrate else None
-        oof_quality = cross if calibrate else quality
+        oof_quality = self._cross_calibrated(quality, scores) if calibrate else quality
         oof_tokens = delta * t_oof.output_tokens + (1 - delta) * r_oof.output_tokens
         self.out_of_fold = Prediction(models, np.clip(oof_quality, 0.0, 1.0), oof_tokens)
         return self
+
+    def _choose_quality(
+        self, trained: np.ndarray, retrieval: np.ndarray, scores: np.ndarray, gamma: float | None
+    ) -> tuple[float, bool]:
+        """γ and whether to calibrate: the pair whose out-of-fold blend has the lowest Brier score.
+
+        Each γ of the grid (or the fixed one) is scored twice, as it is and cross-calibrated (each half of the
+        queries calibrated on the other half, so the score is held out), and the best pair wins. Choosing γ by
+        the calibrated score alone and then deciding whether to calibrate would pick γ for a blend that may not
+        be served: isotonic steps fitted on half the queries are noisy and can hide the best uncalibrated blend.
+        """
+        grid = _GRID if gamma is None else np.array([gamma])
+        options = (False, True) if self.calibrate is None else (bool(self.calibrate),)
+        best = (math.inf, float(grid[0]), options[0])
+        for g in grid:
+            blend = g * trained + (1 - g) * retrieval
+            for calibrate in options:
+                brier = _brier(self._cross_calibrated(blend, scores) if calibrate else blend, scores)
+                if brier < best[0] - 1e-12:  # a tie keeps the earlier pair: the lower γ, no calibration
+                    best = (brier, float(g), calibrate)
+        return best[1], best[2]
 
     @staticmethod
     def _cross_calibrated(quality: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -162,6 +183,56 @@ class FusedPredictor(Predictor):
         tokens = self.delta * t.output_tokens + (1 - self.delta) * r.output_tokens
         return Prediction(self.models, np.clip(quality, 0.0, 1.0), tokens)
 
+    # ---------------------------------------------------------------------------------------- feedback
+    def add_outcomes(
+        self,
+        queries: Sequence[str],
+        model: str,
+        scores: Sequence[float],
+        output_tokens: Sequence[float | None] | None = None,
+    ) -> int:
+        """Learn from what ``model`` did on ``queries`` (see :meth:`RetrievalPredictor.add_outcomes`).
+
+        The retrieval part stores them, so the next similar query is predicted with them. The network stays as
+        trained; its predictions for these queries are kept for :meth:`recalibrate` (they are out of sample).
+        """
+        if not self.models:
+            raise PredictorStateError("FusedPredictor is not fitted: call fit(logs) or load(dir) first")
+        with self.encoder.remembering():
+            added = self.retrieval.add_outcomes(queries, model, scores, output_tokens)
+            texts = [q for q in dict.fromkeys(queries) if query_key(q) not in self._learned]
+            if texts:
+                t = self.trained.predict(texts).select(self.models)
+                for text, quality, tokens in zip(texts, t.quality, t.output_tokens, strict=True):
+                    self._learned[query_key(text)] = (quality.tolist(), tokens.tolist())
+        return added
+
+    def recalibrate(self) -> Recalibration:
+        """Refit the blend's calibration and out-of-fold predictions on everything stored now (γ, δ kept).
+
+        The retrieval part recomputes its leave-one-out predictions over its store; the network's out-of-fold
+        predictions cover the training queries and its kept predictions the queries added since (a query whose
+        network prediction was not kept is blended from retrieval alone).
+        """
+        r = self.retrieval.recalibrate()
+        assert self.out_of_fold is not None
+        n = len(r.scores)
+        t_quality, t_tokens = r.out_of_fold.quality.copy(), r.out_of_fold.output_tokens.copy()
+        trained_oof = self.trained.out_of_fold.select(self.models) if self.trained.out_of_fold is not None else None
+        known = 0 if trained_oof is None else min(len(trained_oof.quality), n)
+        if trained_oof is not None:
+            t_quality[:known], t_tokens[:known] = trained_oof.quality[:known], trained_oof.output_tokens[:known]
+        for row, key in enumerate(self.retrieval.row_keys()[known:n], start=known):
+            if key in self._learned:
+                t_quality[row], t_tokens[row] = self._learned[key]
+        quality = self.gamma * t_quality + (1 - self.gamma) * r.out_of_fold.quality
+        if self._calibration is not None:
+            self._calibration = IsotonicCalibration.fit(quality, r.scores)
+            quality = self._cross_calibrated(quality, r.scores)
+        tokens = self.delta * t_tokens + (1 - self.delta) * r.out_of_fold.output_tokens
+        self.out_of_fold = Prediction(self.models, np.clip(quality, 0.0, 1.0), tokens)
+        return Recalibration(self.out_of_fold, r.scores, r.input_tokens)
+
     # ------------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write both parts into subdirectories, then γ, δ and the calibration as JSON (no pickle)."""
@@ -177,6 +248,9 @@ class FusedPredictor(Predictor):
             oof = {"quality": self.out_of_fold.quality, "output_tokens": self.out_of_fold.output_tokens}
             save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in oof.items()}, str(path / _OOF))
             files.append(_OOF)
+        if self._learned:
+            (path / _LEARNED).write_text(json.dumps(self._learned), encoding="utf-8")
+            files.append(_LEARNED)
         write_manifest(
             path,
             self.kind,
@@ -219,7 +293,20 @@ class FusedPredictor(Predictor):
         if (path / _OOF).is_file():
             oof = load_file(str(path / _OOF))
             predictor.out_of_fold = Prediction(saved, oof["quality"], oof["output_tokens"])
+        if (path / _LEARNED).is_file():
+            predictor._learned = _read_learned(path / _LEARNED, len(saved))
         return predictor
+
+
+def _read_learned(path: Path, models: int) -> dict[str, tuple[list[float], list[float]]]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        learned = {str(k): ([float(x) for x in v[0]], [float(x) for x in v[1]]) for k, v in raw.items()}
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise PredictorStateError(f"{path} is not a map of query key to [quality, tokens]: save again") from None
+    if any(len(q) != models or len(t) != models for q, t in learned.values()):
+        raise PredictorStateError(f"{path}: rows must have {models} values per model list")
+    return learned
 
 
 def _brier(quality: np.ndarray, scores: np.ndarray) -> float:

@@ -120,7 +120,7 @@ class RetrievalPredictor(Predictor):
                 logs.matrix("output_tokens", models),
                 None,
                 input_tokens=input_tokens,
-                keys=[_key(q) for q in logs.queries],
+                keys=[query_key(q) for q in logs.queries],
             )
         self.recalibrate()
         return self
@@ -171,6 +171,11 @@ class RetrievalPredictor(Predictor):
         assert snapshot._input_tokens is not None
         return Recalibration(out_of_fold, scores, snapshot._input_tokens)
 
+    def row_keys(self) -> list[str]:
+        """The key (:func:`query_key` of the text) of each stored query, in row order."""
+        with self._lock:
+            return list(self._keys)
+
     @property
     def n_queries(self) -> int:
         """Queries in the store (logged at fit, or added since as new queries by :meth:`add_outcomes`)."""
@@ -212,7 +217,7 @@ class RetrievalPredictor(Predictor):
             )
         texts, observed, lengths = _check_outcomes(queries, scores, output_tokens)
         j = self.models.index(model)
-        keys = [_key(q) for q in texts]
+        keys = [query_key(q) for q in texts]
         with self._lock:
             unknown = list(dict.fromkeys(q for q, key in zip(texts, keys, strict=True) if key not in self._rows))
         fresh: dict[str, tuple[np.ndarray, float]] = {}
@@ -542,7 +547,7 @@ def _load_calibration(path: Path, models: int) -> IsotonicCalibration | None:
     return calibration
 
 
-def _key(query: str) -> str:
+def query_key(query: str) -> str:
     """Fixed-size identity of a query text (stored with each row, so feedback on a stored query merges into it)."""
     return hashlib.blake2b(query.encode("utf-8", "replace"), digest_size=16).hexdigest()
 

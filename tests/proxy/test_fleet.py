@@ -1,0 +1,137 @@
+"""The fleet price (:mod:`eccos_core.fleet`): replicas sharing one quality price and the caps through Redis.
+
+The calls are the bundled logs' queries with a real fitted predictor's out-of-fold predictions; "replicas" are
+:class:`FleetPrice` objects over one store, routed concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from eccos_core.dual import DualPrices
+from eccos_core.errors import InputError
+from eccos_core.fleet import FailoverStore, FleetPrice, MemoryStore, RedisStore, check_caps, stream_key
+from eccos_core.router import training_problem
+
+CALLS = 2000
+
+
+@pytest.fixture(scope="module")
+def problem(predictor: Any, small_logs: Any, bundled_pool_specs: dict[str, Any]) -> dict[str, Any]:
+    pool = [bundled_pool_specs[name] for name in predictor.models]
+    oof, scores, cost = training_problem(pool, small_logs, predictor.out_of_fold)
+    dual = DualPrices.fit(oof.quality, scores, cost)
+    alpha = round((dual.curve.success[0] + dual.curve.max_success) / 2, 3)  # inside what the logs reached
+    rows = np.random.default_rng(0).integers(0, len(cost), CALLS)
+    return {
+        "names": [m.name for m in pool],
+        "quality": oof.quality,
+        "cost": cost,
+        "allowed": ~np.isnan(scores),
+        "dual": dual,
+        "alpha": alpha,
+        "target": dual.new_quality_stream(alpha, None).target,  # type: ignore[arg-type]
+        "rows": rows,
+    }
+
+
+def _replicas(problem: dict[str, Any], store: Any, count: int, caps: list[float | None] | None = None) -> list[Any]:
+    names, dual = problem["names"], problem["dual"]
+    key = stream_key("test", names, "quality", problem["alpha"])
+    return [
+        FleetPrice("quality", problem["target"], dual.curve, store, stream=key, caps=caps or [None] * len(names))
+        for _ in range(count)
+    ]
+
+
+async def _run(problem: dict[str, Any], replicas: list[Any], rows: np.ndarray, concurrency: int = 16) -> list[Any]:
+    """Route ``rows`` spread round-robin over ``replicas``, ``concurrency`` calls in flight."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(n: int, i: int) -> Any:
+        async with gate:
+            replica = replicas[n % len(replicas)]
+            return await replica.route(problem["quality"][i], problem["cost"][i], problem["allowed"][i])
+
+    return list(await asyncio.gather(*(one(n, int(i)) for n, i in enumerate(rows))))
+
+
+def _mean_quality(problem: dict[str, Any], rows: np.ndarray, decisions: list[Any]) -> float:
+    return float(np.mean([problem["quality"][i, d.model] for i, d in zip(rows, decisions, strict=True)]))
+
+
+async def test_two_replicas_sharing_redis_keep_the_fleet_mean_and_lose_no_update(problem, redis_server) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    store = RedisStore(client, prefix="t1")
+    replicas = _replicas(problem, store, 2)
+    decisions = await _run(problem, replicas, problem["rows"])
+    totals = await replicas[0].totals()
+    await client.aclose()
+    assert len(decisions) == CALLS and totals["calls"] == CALLS  # every concurrent commit landed
+    fleet = _mean_quality(problem, problem["rows"], decisions)
+    assert totals["quality"] / CALLS == pytest.approx(fleet, abs=1e-6)
+    assert fleet >= problem["target"] - 0.01
+    assert all(d.shared for d in decisions)
+
+
+async def test_caps_hold_fleet_wide(problem, redis_server) -> None:
+    import redis.asyncio as aioredis
+
+    names = problem["names"]
+    unbounded = await _run(problem, _replicas(problem, MemoryStore(), 1), problem["rows"][:500])
+    favourite = int(np.bincount([d.model for d in unbounded], minlength=len(names)).argmax())
+    share = 0.15
+    caps: list[float | None] = [None] * len(names)
+    caps[favourite] = share
+    client = aioredis.from_url(redis_server.url)
+    replicas = _replicas(problem, RedisStore(client, prefix="t2"), 2, caps)
+    decisions = await _run(problem, replicas, problem["rows"])
+    await client.aclose()
+    picks = np.array([d.model for d in decisions])
+    uncapped = np.array([d.model for d in unbounded])
+    assert (uncapped == favourite).mean() > 2 * share  # so the cap binds
+    window = 1024  # the decayed window's weights: a running check of the fleet-wide share
+    weights = (1 - 1 / window) ** np.arange(len(picks))[::-1]
+    assert (weights * (picks == favourite)).sum() <= share * weights.sum() + 1.0 + 1e-6
+    assert (picks == favourite).mean() <= share + 0.02
+
+
+async def test_replicas_without_a_shared_store_price_alone(problem) -> None:
+    replicas = [_replicas(problem, MemoryStore(), 1)[0] for _ in range(2)]
+    decisions = await _run(problem, replicas, problem["rows"][:400])
+    assert not any(d.shared for d in decisions)
+    assert [(await r.totals())["calls"] for r in replicas] == [200, 200]
+
+
+async def test_a_redis_that_dies_turns_the_price_local_without_losing_a_call(problem, redis_server, caplog) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    store = FailoverStore(RedisStore(client, prefix="t3"), retry_after=60.0)
+    (replica,) = _replicas(problem, store, 1)
+    rows = problem["rows"][:200]
+    first = await _run(problem, [replica], rows[:100], concurrency=4)
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="eccos.fleet"):
+        second = await _run(problem, [replica], rows[100:], concurrency=4)
+    await client.aclose()
+    assert len(first) + len(second) == 200
+    assert all(d.shared for d in first) and not any(d.shared for d in second)
+    assert sum("Redis failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_caps_are_checked() -> None:
+    with pytest.raises(InputError, match="does not know"):
+        check_caps({"gpt-9": 0.1}, ["a", "b"])
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        check_caps({"a": 1.5}, ["a", "b"])
+    with pytest.raises(InputError, match="no room"):
+        check_caps({"a": 0.3, "b": 0.3}, ["a", "b"])
+    assert check_caps({"a": 0.3}, ["a", "b"]) == [0.3, None]
