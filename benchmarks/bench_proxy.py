@@ -54,9 +54,14 @@ ALPHA = 0.6
 KEY = "sk-bench-provider-key"
 
 
-def stream() -> dict[str, Any]:
-    """The held-out queries with their logged outcomes and costs per model."""
+def stream(order: str = "split") -> dict[str, Any]:
+    """The held-out queries with their logged outcomes and costs per model.
+
+    ``order``: ``"split"`` (as the split lists them: grouped by task) or ``"shuffled"`` (seeded).
+    """
     _, test = split_logs(bundled_logs(), test_frac=0.2, seed=0)
+    if order == "shuffled":
+        test = test.subset(np.random.default_rng(0).permutation(len(test)).tolist())
     models = list(bundled_models())
     names = [m.name for m in models]
     tokens = np.array([count_text_tokens(q) for q in test.queries], dtype=float)
@@ -147,13 +152,18 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("overhead", "fleet"), help="re-measure one part; the other is kept from proxy.json"
     )
+    parser.add_argument(
+        "--order", choices=("split", "shuffled"), default="split", help="request order (default: the split's)"
+    )
+    parser.add_argument("--tag", default="proxy", help="results file prefix (default proxy)")
     args = parser.parse_args()
-    data = stream()
+    data = stream(args.order)
     limit = min(args.requests or len(data["queries"]), len(data["queries"]))
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "alpha": ALPHA,
         "requests": limit,
+        "order": args.order,
     }
     with tempfile.TemporaryDirectory() as folder, serve_loopback() as provider:
         tmp = Path(folder)
@@ -175,8 +185,8 @@ def main() -> None:
             redis.stop()
     results["machine"]["load_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "proxy.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (args.out / "proxy.txt").write_text(report(results), encoding="utf-8")
+    (args.out / f"{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (args.out / f"{args.tag}.txt").write_text(report(results), encoding="utf-8")
     print(report(results))
 
 
@@ -220,7 +230,8 @@ def fleet(tmp: Path, api_base: str, redis: Any, data: dict[str, Any], limit: int
 def report(results: dict[str, Any]) -> str:
     lines = [
         f"eccos in LiteLLM Proxy (alpha {results['alpha']}, {results['requests']} held-out requests of the bundled "
-        f"logs; {results['machine']['cpus']} CPUs, load {results['machine']['load']} -> "
+        f"logs in {results.get('order', 'split')} order; {results['machine']['cpus']} CPUs, "
+        f"load {results['machine']['load']} -> "
         f"{results['machine'].get('load_after')})",
         "",
         "Overhead per request, one proxy, one request at a time "
