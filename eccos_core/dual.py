@@ -351,18 +351,10 @@ class OnlinePrice:
         candidates = np.concatenate([[0.0], candidates])
         recent = cum[np.searchsorted(breaks, candidates, side="right")] / n
         weight = self.prior_calls / (self.prior_calls + n)
+        prior = None
         if curve is not None and weight > 0:
             prior = np.interp(candidates, curve.prices, curve.quality if self.mode == "quality" else curve.cost)
-            mixed = weight * prior + (1 - weight) * recent
-        else:
-            mixed = recent
-        if self.mode == "quality":
-            k = int(np.searchsorted(mixed, self.target - 1e-12, side="left"))
-            return (float(candidates[k]), True) if k < len(candidates) else (math.inf, False)
-        k = int(np.searchsorted(mixed, self.target * (1 + 1e-12), side="right"))  # mixed[:k] within budget
-        if k == len(candidates):
-            return math.inf, True
-        return (float(candidates[k - 1]), True) if k > 0 else (0.0, False)
+        return price_for_target(candidates, recent, prior, weight, self.target, self.mode)
 
     # ------------------------------------------------------------------------------------------- reports
     def stats(self) -> dict[str, Any]:
@@ -424,6 +416,34 @@ class OnlinePrice:
         state.sum_quality = float(data["sum_quality"])
         state.sum_cost = float(data["sum_cost"])
         return state
+
+
+def price_for_target(
+    prices: np.ndarray, recent: np.ndarray, prior: np.ndarray | None, weight: float, target: float, mode: str
+) -> tuple[float, bool]:
+    """The price a stream routes at: where its recent calls, mixed with the training queries, meet the target.
+
+    Args:
+        prices: Candidate prices, ascending.
+        recent: Mean value (predicted quality, or cost for a budget) the recent calls' picks have at each price.
+        prior: The same for the training queries (the fitted curve), or ``None``.
+        weight: Weight of ``prior`` in the mix.
+        target: Mean predicted quality to reach, or mean predicted cost per call to stay within.
+        mode: ``"quality"``: the smallest price reaching the target; ``"budget"``: the largest within it.
+
+    Returns:
+        The price and whether the target can be met at all (else ``inf`` for quality: the best models; ``0``
+        for a budget: the cheapest).
+    """
+    mixed = recent if prior is None else weight * prior + (1 - weight) * recent
+    mixed = np.maximum.accumulate(mixed)  # rising in price; guards the search against rounding in the sums
+    if mode == "quality":
+        k = int(np.searchsorted(mixed, target - 1e-12, side="left"))
+        return (float(prices[k]), True) if k < len(prices) else (math.inf, False)
+    k = int(np.searchsorted(mixed, target * (1 + 1e-12), side="right"))  # mixed[:k] within budget
+    if k == len(prices):
+        return math.inf, True
+    return (float(prices[k - 1]), True) if k > 0 else (0.0, False)
 
 
 def _json_row(row: np.ndarray) -> list[float | None]:
@@ -545,4 +565,4 @@ def budget_key(budget: float) -> str:
     return f"budget={float(budget):.6g}"
 
 
-__all__ = ["Decision", "DualCurve", "DualPrices", "OnlinePrice", "budget_key", "quality_key"]
+__all__ = ["Decision", "DualCurve", "DualPrices", "OnlinePrice", "budget_key", "price_for_target", "quality_key"]

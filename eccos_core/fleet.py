@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from eccos_core.dual import PRIOR_CALLS, WINDOW, DualCurve
+from eccos_core.dual import PRIOR_CALLS, WINDOW, DualCurve, price_for_target
 from eccos_core.errors import InputError
 from eccos_core.optimize.budget import lower_hulls
 
@@ -128,12 +128,19 @@ class _MemoryStream:
     totals: dict[str, float] = field(default_factory=lambda: {"calls": 0.0, "quality": 0.0, "cost": 0.0})
 
 
+def fits_cap(counts: np.ndarray, calls: float, caps: np.ndarray) -> np.ndarray:
+    """Per model, whether its cap still holds after one more call to it.
+
+    That is ``count + 1 ≤ cap·(calls + 1) + 1`` (a negative cap: none); the commit script checks the same inside
+    Redis.
+    """
+    return (caps < 0) | (counts + 1 <= caps * (calls + 1) + 1)
+
+
 def _pick(counts: np.ndarray, calls: float, order: Sequence[int], caps: np.ndarray) -> int:
     """First column in ``order`` whose cap holds after one more call (else the one with the most room)."""
-    for j in order:
-        if caps[j] < 0 or counts[j] + 1 <= caps[j] * (calls + 1) + 1:
-            return int(j)
-    return int(min(order, key=lambda j: counts[j] - caps[j] * calls))
+    fits = fits_cap(counts, calls, caps)
+    return next((int(j) for j in order if fits[j]), int(min(order, key=lambda j: counts[j] - caps[j] * calls)))
 
 
 class MemoryStore:
@@ -310,11 +317,11 @@ class FleetPrice:
         self.prior_calls = int(prior_calls) if curve is not None else 0
         grid = GRID_EXTRA if curve is None else np.union1d(np.asarray(curve.prices), GRID_EXTRA)
         self.grid = np.concatenate([[0.0], grid[grid > 0]])
-        if curve is not None:
-            values = curve.quality if mode == "quality" else curve.cost
-            self.prior = np.interp(self.grid, curve.prices, values)
-        else:
-            self.prior = np.zeros(len(self.grid))
+        self.prior = (
+            None
+            if curve is None
+            else np.interp(self.grid, curve.prices, curve.quality if mode == "quality" else curve.cost)
+        )
 
     async def route(self, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray) -> FleetDecision:
         """Price one call (length-M rows), pick its model in the fleet's state, and record it there."""
@@ -325,7 +332,7 @@ class FleetPrice:
             raise InputError("no model is allowed for this call")
         snapshot = await self.store.read(self.stream, len(self.grid), len(quality))
         counts, calls = snapshot.counts * self.decay, snapshot.calls * self.decay
-        full = (self.caps >= 0) & (counts + 1 > self.caps * (calls + 1) + 1)
+        full = ~fits_cap(counts, calls, self.caps)
         open_ = allowed & ~full
         if not open_.any():  # every allowed model at its cap: the commit picks the one with most room
             open_ = allowed
@@ -349,15 +356,7 @@ class FleetPrice:
     def _price(self, sums: np.ndarray, calls: float) -> tuple[float, bool]:
         """The smallest grid price (quality) or largest (budget) at which the mixed window meets the target."""
         weight = self.prior_calls / (self.prior_calls + calls)
-        mixed = weight * self.prior + (1.0 - weight) * sums / calls
-        if self.mode == "quality":
-            k = int(np.searchsorted(np.maximum.accumulate(mixed), self.target - 1e-12, side="left"))
-            return (float(self.grid[k]), True) if k < len(self.grid) else (math.inf, False)
-        within = np.flatnonzero(mixed <= self.target * (1 + 1e-12))
-        if not len(within):
-            return 0.0, False
-        k = int(within[-1])
-        return (math.inf, True) if k == len(self.grid) - 1 else (float(self.grid[k]), True)
+        return price_for_target(self.grid, sums / calls, self.prior, weight, self.target, self.mode)
 
     async def totals(self) -> dict[str, float]:
         """Fleet totals since the stream began: calls, and the summed predicted quality and cost of the picks."""

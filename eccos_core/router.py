@@ -636,6 +636,16 @@ def fit_guard(pool: Sequence[ModelSpec], logs: RoutingLogs, predictor: Predictor
     return None if problem is None else QualityGuard.fit(*problem, method=method)
 
 
+def check_router(value: Any) -> Router | None:
+    """The shells' ``router=`` field: ``value`` when it is a :class:`Router` or ``None``.
+
+    Anything else is a ``TypeError`` naming what it is.
+    """
+    if value is not None and not isinstance(value, Router):
+        raise TypeError(f"router must be an eccos_core.Router, got {type(value).__name__}")
+    return value
+
+
 def _check_concurrency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise InputError(f"max_concurrency must be a positive integer, got {value!r}")

@@ -70,13 +70,9 @@ class RouterSettings(BaseModel):
     @field_validator("router")
     @classmethod
     def _check_router(cls, value: Any) -> Any:
-        if value is None:
-            return value
-        from eccos_core.router import Router
+        from eccos_core.router import check_router
 
-        if not isinstance(value, Router):
-            raise TypeError(f"router must be an eccos_core.Router, got {type(value).__name__}")
-        return value
+        return check_router(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> RouterSettings:

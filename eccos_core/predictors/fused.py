@@ -130,12 +130,22 @@ class FusedPredictor(Predictor):
         elif delta is None:
             delta = 0.5  # no logged lengths: both parts predict each model's mean, so δ changes nothing
         self.models, self.gamma, self.delta = models, gamma, delta
-        quality = gamma * t_oof.quality + (1 - gamma) * r_oof.quality
+        self._blend_out_of_fold(t_oof, r_oof, scores, calibrate)
+        return self
+
+    def _blend_out_of_fold(
+        self, trained: Prediction, retrieval: Prediction, scores: np.ndarray, calibrate: bool
+    ) -> None:
+        """Set :attr:`out_of_fold` from the parts' out-of-fold predictions at the chosen γ and δ.
+
+        With ``calibrate`` the isotonic calibration is refitted on them too (and the out-of-fold quality is
+        cross-calibrated); without, there is none.
+        """
+        quality = self.gamma * trained.quality + (1 - self.gamma) * retrieval.quality
         self._calibration = IsotonicCalibration.fit(quality, scores) if calibrate else None
         oof_quality = self._cross_calibrated(quality, scores) if calibrate else quality
-        oof_tokens = delta * t_oof.output_tokens + (1 - delta) * r_oof.output_tokens
-        self.out_of_fold = Prediction(models, np.clip(oof_quality, 0.0, 1.0), oof_tokens)
-        return self
+        oof_tokens = self.delta * trained.output_tokens + (1 - self.delta) * retrieval.output_tokens
+        self.out_of_fold = Prediction(self.models, np.clip(oof_quality, 0.0, 1.0), oof_tokens)
 
     def _choose_quality(
         self, trained: np.ndarray, retrieval: np.ndarray, scores: np.ndarray, gamma: float | None
@@ -225,12 +235,9 @@ class FusedPredictor(Predictor):
         for row, key in enumerate(self.retrieval.row_keys()[known:n], start=known):
             if key in self._learned:
                 t_quality[row], t_tokens[row] = self._learned[key]
-        quality = self.gamma * t_quality + (1 - self.gamma) * r.out_of_fold.quality
-        if self._calibration is not None:
-            self._calibration = IsotonicCalibration.fit(quality, r.scores)
-            quality = self._cross_calibrated(quality, r.scores)
-        tokens = self.delta * t_tokens + (1 - self.delta) * r.out_of_fold.output_tokens
-        self.out_of_fold = Prediction(self.models, np.clip(quality, 0.0, 1.0), tokens)
+        trained = Prediction(self.models, t_quality, t_tokens)
+        self._blend_out_of_fold(trained, r.out_of_fold, r.scores, self._calibration is not None)
+        assert self.out_of_fold is not None
         return Recalibration(self.out_of_fold, r.scores, r.input_tokens)
 
     # ------------------------------------------------------------------------------------- persistence
