@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from eccos_core.dual import PRIOR_CALLS, WINDOW, DualCurve, price_for_target
+from eccos_core.dual import MAX_STREAMS, PRIOR_CALLS, WINDOW, DualCurve, price_for_target
 from eccos_core.errors import InputError
 from eccos_core.optimize.budget import lower_hulls
 
@@ -153,9 +153,12 @@ class MemoryStore:
         self._streams: dict[str, _MemoryStream] = {}
 
     def _stream(self, stream: str, grid: int, models: int) -> _MemoryStream:
-        state = self._streams.get(stream)
+        state = self._streams.pop(stream, None)  # re-inserted: least recently used first
         if state is None or len(state.sums) != grid or len(state.counts) != models:
-            state = self._streams[stream] = _MemoryStream(np.zeros(grid), 0.0, np.zeros(models))
+            state = _MemoryStream(np.zeros(grid), 0.0, np.zeros(models))
+        self._streams[stream] = state
+        while len(self._streams) > MAX_STREAMS:
+            del self._streams[next(iter(self._streams))]
         return state
 
     async def read(self, stream: str, grid: int, models: int) -> Snapshot:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eccos_core.dual import MAX_STREAMS
 from eccos_core.errors import CapabilityError, ContextWindowError, EccosError, InputError
 from eccos_core.fleet import FailoverStore, FleetPrice, MemoryStore, PriceStore, RedisStore, check_caps, stream_key
 from eccos_core.messages import count_input_tokens
@@ -254,7 +256,7 @@ class ECCOSRoutingPlugin(CustomLogger):
 
     def _stream(self, mode: str, goal: float) -> FleetPrice:
         key = stream_key(self._fingerprint, self.names, mode, goal)
-        stream = self._streams.get(key)
+        stream = self._streams.pop(key, None)  # re-inserted below: the dict is kept least recently used first
         if stream is None:
             dual, guard = self.router.planner.dual, self.router.planner.guard
             target = dual.new_quality_stream(goal, guard).target if mode == "quality" else goal
@@ -268,12 +270,17 @@ class ECCOSRoutingPlugin(CustomLogger):
                 window=dual.window,
                 prior_calls=dual.prior_calls,
             )
-            self._streams[key] = stream
+        self._streams[key] = stream
+        while len(self._streams) > MAX_STREAMS:  # a client sending a fresh min_quality per call cannot grow it
+            del self._streams[next(iter(self._streams))]
         return stream
 
     async def fleet_totals(self, min_quality: float | None = None, *, budget: float | None = None) -> dict[str, float]:
         """The fleet's totals for one stream: calls, summed predicted quality and cost of the picks."""
-        mode, goal = ("budget", budget) if budget is not None else ("quality", min_quality or self.defaults["*"])
+        if budget is not None:
+            mode, goal = "budget", budget
+        else:
+            mode, goal = "quality", self.defaults["*"] if min_quality is None else min_quality
         return await self._stream(mode, float(goal)).totals()
 
     # ------------------------------------------------------------------------------------------ prices
@@ -446,8 +453,16 @@ def _safe_url(url: str) -> str:
 
 
 def _fingerprint(router: Router) -> str:
-    curve = router.planner.dual.curve
-    return json.dumps(None if curve is None else curve.to_dict()["prices"][:8])
+    """What a stream's price depends on besides its models: the fitted curve and the guard.
+
+    Replicas of one router share a stream; another router, even over the same models, gets its own.
+    """
+    planner = router.planner
+    state = {
+        "curve": None if planner.dual.curve is None else planner.dual.curve.to_dict(),
+        "guard": None if planner.guard is None else planner.guard.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
 def _deployment_prices(litellm_router: Any) -> dict[str, tuple[float, float]]:
