@@ -266,3 +266,19 @@ def test_train_command_writes_a_router_that_loads(small_logs, encoder, tmp_path,
     router = Router.load(tmp_path / "router")
     assert isinstance(router.predictor, TrainedPredictor)
     assert Path(tmp_path / "router").is_dir()
+
+
+def test_saved_fused_predicts_exactly_what_it_did_with_a_float32_encoder(small_logs, tmp_path):
+    """An AVX2-only CPU embeds in float32 (no native bfloat16): a save and load must still change nothing."""
+    from eccos_core.predictors.encoder import SentenceEncoder
+
+    encoder = CachedEncoder(SentenceEncoder(dtype="float32"), remember=True)
+    train, test = small_logs[:120], small_logs[120:150]
+    retrieval = RetrievalPredictor(k=8, calibrate=False, encoder=encoder).fit(train)
+    trained = TrainedPredictor(encoder=encoder, seed=0, **FAST).fit(train)
+    fused = FusedPredictor.from_parts(retrieval, trained, train, gamma=0.5, calibrate=False)
+    fused.add_outcomes(test.queries[:4], train.models[0], [1.0, 0.0, 1.0, 1.0])
+    loaded = load_predictor(fused.save(tmp_path / "fp32"))
+    loaded.retrieval.encoder = loaded.trained.encoder = loaded.encoder = encoder
+    np.testing.assert_array_equal(loaded.predict(test.queries).quality, fused.predict(test.queries).quality)
+    np.testing.assert_array_equal(loaded.recalibrate().out_of_fold.quality, fused.recalibrate().out_of_fold.quality)

@@ -34,6 +34,10 @@ costs more than they save, and planning a single call must not compete for every
 
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
+DTYPE_ENV = "ECCOS_ENCODER_DTYPE"
+"""Environment variable that overrides ``dtype="auto"`` (``float32`` or ``bfloat16``): e.g. to check on a CPU
+with native bfloat16 what an AVX2-only machine computes."""
+
 
 @lru_cache(maxsize=1)
 def _bf16_supported() -> bool:
@@ -83,7 +87,8 @@ class SentenceEncoder:
         Args:
             max_seq_length: Tokens kept per text (MiniLM was trained with 256).
             batch_size: Texts per forward pass; small batches waste less padding on CPU.
-            dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU has native support).
+            dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU has native support, unless
+                ``$ECCOS_ENCODER_DTYPE`` names one).
         """
         if dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {dtype!r}")
@@ -96,6 +101,11 @@ class SentenceEncoder:
     def resolved_dtype(self) -> str:
         """The dtype actually used on this machine."""
         if self.dtype == "auto":
+            forced = os.environ.get(DTYPE_ENV, "").strip().lower()
+            if forced in ("float32", "bfloat16"):
+                return forced
+            if forced:
+                raise ValueError(f"{DTYPE_ENV} must be 'float32' or 'bfloat16', got {forced!r}")
             return "bfloat16" if _bf16_supported() else "float32"
         return self.dtype
 

@@ -89,7 +89,7 @@ class RetrievalPredictor(Predictor):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         self.k = k
         self.calibrate = calibrate
-        self.encoder = encoder or SentenceEncoder()
+        self.encoder = encoder if encoder is not None else SentenceEncoder()  # an empty CachedEncoder is falsy
         self.show_progress = show_progress
         self.models: tuple[str, ...] = ()
         self.out_of_fold: Prediction | None = None
@@ -222,7 +222,7 @@ class RetrievalPredictor(Predictor):
             unknown = list(dict.fromkeys(q for q, key in zip(texts, keys, strict=True) if key not in self._rows))
         fresh: dict[str, tuple[np.ndarray, float]] = {}
         if unknown:  # embed outside the lock: predictions go on meanwhile
-            vectors = self.encoder.encode(unknown)
+            vectors = stored_precision(self.encoder.encode(unknown))
             fresh = {q: (v, float(count_text_tokens(q))) for q, v in zip(unknown, vectors, strict=True)}
         added: list[np.ndarray] = []
         with self._lock:
@@ -268,7 +268,7 @@ class RetrievalPredictor(Predictor):
         self._calibration = calibration
         capacity = max(64, n + n // 4)
         self._emb_buf = np.zeros((capacity, embeddings.shape[1]), dtype=np.float32)
-        self._emb_buf[:n] = embeddings
+        self._emb_buf[:n] = stored_precision(embeddings)
         self._score_buf = np.full((capacity, len(models)), np.nan)
         self._score_buf[:n] = scores
         self._token_buf = np.full((capacity, len(models)), np.nan)
@@ -545,6 +545,16 @@ def _load_calibration(path: Path, models: int) -> IsotonicCalibration | None:
     if len(calibration.x) != models:
         raise PredictorStateError(f"{path} calibrates {len(calibration.x)} models, the predictor has {models}")
     return calibration
+
+
+def stored_precision(embeddings: np.ndarray) -> np.ndarray:
+    """``embeddings`` rounded to the float16 they are saved in, returned as float32.
+
+    The in-memory store then holds exactly what a save writes, so a loaded predictor predicts bit for bit what the
+    fitted one did, whatever precision the encoder ran in on this CPU (bfloat16 outputs fit float16's mantissa;
+    float32 outputs do not).
+    """
+    return np.asarray(embeddings, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
 def query_key(query: str) -> str:

@@ -262,7 +262,7 @@ class NeuralPredictor(Predictor):
         self.config = replace(config or self.default_config, **overrides)
         if self.config.folds < 2:
             raise ValueError(f"folds must be at least 2 (out-of-fold predictions need them), got {self.config.folds}")
-        self.encoder = encoder or SentenceEncoder()
+        self.encoder = encoder if encoder is not None else SentenceEncoder()  # an empty CachedEncoder is falsy
         self.show_progress = show_progress
         self.device = device
         self.threads = threads
