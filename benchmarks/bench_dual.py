@@ -124,7 +124,7 @@ def overhead(n: int = 500) -> None:
     from eccos_core.pricing import cost_matrix
 
     cost = cost_matrix(router.models, tokens, prediction.output_tokens)
-    stream = router.dual.new_quality_stream(0.6, router.guard)
+    stream = router.dual.new_quality_stream(0.6, router.targets.per_call(0.6)[0])
     us = []
     for k in range(len(picks)):
         t = time.perf_counter()

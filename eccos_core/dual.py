@@ -29,14 +29,11 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from eccos_core.optimize.budget import Hulls, lower_hulls
-
-if TYPE_CHECKING:
-    from eccos_core.calibration import QualityGuard
 
 logger = logging.getLogger("eccos.dual")
 
@@ -49,6 +46,8 @@ PRIOR_CALLS = 512
 """Weight of the training distribution in the price, in calls: with ``n`` calls in the window the training
 queries weigh ``PRIOR_CALLS / (PRIOR_CALLS + n)`` (a third once the window is full)."""
 MAX_STREAMS = 64
+MAX_WINDOW = 1 << 20
+"""Largest ``window`` / ``prior_calls`` a saved file may ask for (a stream keeps ``window`` recent calls)."""
 """Streams a router keeps; past it the least recently used one is dropped (a caller computing a fresh
 ``min_quality`` per call would otherwise grow the state without bound)."""
 
@@ -195,7 +194,18 @@ class DualCurve:
         fields = {k: tuple(float(v) for v in data[k]) for k in ("prices", "success", "quality", "cost")}
         if len({len(v) for v in fields.values()}) != 1 or not fields["prices"]:
             raise ValueError("the curve's prices, success, quality and cost must be non-empty and of one length")
-        return cls(**fields, queries=int(data["queries"]))
+        for key, values in fields.items():
+            row = np.asarray(values)
+            if not np.isfinite(row).all() or (np.diff(row) < 0).any():
+                raise ValueError(f"the curve's {key} must be finite and non-decreasing")
+        if fields["prices"][0] < 0 or not -1.0 <= fields["success"][0] <= fields["success"][-1] <= 1.0:
+            raise ValueError("the curve's prices must be ≥ 0 and its success within [-1, 1]")
+        if not 0.0 <= fields["quality"][0] <= fields["quality"][-1] <= 1.0 or fields["cost"][0] < 0:
+            raise ValueError("the curve's quality must lie in [0, 1] and its cost be ≥ 0")
+        queries = data["queries"]
+        if isinstance(queries, bool) or not isinstance(queries, int) or queries < 2:
+            raise ValueError(f"the curve's queries must be an integer ≥ 2, got {queries!r}")
+        return cls(**fields, queries=queries)
 
 
 @dataclass(frozen=True)
@@ -394,15 +404,13 @@ class OnlinePrice:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], curve: DualCurve | None) -> OnlinePrice:
-        """Inverse of :meth:`to_dict`."""
-        state = cls(
-            str(data["mode"]),
-            float(data["goal"]),
-            float(data["target"]),
-            curve,
-            window=int(data["window"]),
-            prior_calls=int(data["prior_calls"]),
-        )
+        """Inverse of :meth:`to_dict` (``ValueError`` on a mode, number or window a stream cannot have)."""
+        mode, goal, target, window = data["mode"], float(data["goal"]), float(data["target"]), data["window"]
+        if mode not in ("quality", "budget") or not (math.isfinite(goal) and math.isfinite(target)) or goal < 0:
+            raise ValueError(f"a stream needs mode 'quality' or 'budget' and finite goal and target, got {mode!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"a stream's window must be an integer in [1, {MAX_WINDOW}], got {window!r}")
+        state = cls(mode, goal, target, curve, window=window, prior_calls=int(data["prior_calls"]))
         quality = np.array([[math.nan if v is None else float(v) for v in row] for row in data["quality"]])
         cost = np.array([[math.nan if v is None else float(v) for v in row] for row in data["cost"]])
         if len(quality):
@@ -469,31 +477,30 @@ class DualPrices:
         """Fit the curve on out-of-fold predictions (see :meth:`DualCurve.fit`)."""
         return cls(DualCurve.fit(quality, scores, cost), **kwargs)
 
-    # ------------------------------------------------------------------------------------------- streams
-    def reachable(self, alpha: float, guard: QualityGuard) -> bool:
-        """Whether per-call routing can promise ``alpha`` (the fitted curve, else the batch guard)."""
-        return self.curve.reachable(alpha) if self.curve is not None else guard.reachable(alpha)
+    def fresh(self) -> DualPrices:
+        """The same curve and settings with no streams (a router re-pointed at another pool starts its own)."""
+        return self.with_curve(self.curve)
 
-    def new_quality_stream(self, alpha: float, guard: QualityGuard) -> OnlinePrice:
-        """A fresh stream for ``min_quality = alpha``, not registered (offline replay)."""
-        if self.curve is not None:
-            price = self.curve.price(alpha)
-            target = self.curve.quality_at(price) if math.isfinite(price) else 1.0
-        else:  # no fitted curve: the batch guard's internal target, learned from the calls themselves
-            target = float(np.clip(guard.target(alpha), 0.0, 1.0)) if guard.reachable(alpha) else 1.0
+    def with_curve(self, curve: DualCurve | None) -> DualPrices:
+        """These settings over ``curve``, with no streams (a refit starts every stream afresh on its new curve)."""
+        return DualPrices(curve, window=self.window, prior_calls=self.prior_calls)
+
+    # ------------------------------------------------------------------------------------------- streams
+    def new_quality_stream(self, alpha: float, target: float) -> OnlinePrice:
+        """A fresh stream for ``min_quality = alpha`` at internal ``target`` (``Targets.per_call``), not registered."""
         return OnlinePrice("quality", alpha, target, self.curve, window=self.window, prior_calls=self.prior_calls)
 
     def new_budget_stream(self, budget: float) -> OnlinePrice:
         """A fresh stream keeping the mean predicted cost per call within ``budget``, not registered."""
         return OnlinePrice("budget", budget, budget, self.curve, window=self.window, prior_calls=self.prior_calls)
 
-    def quality_stream(self, alpha: float, guard: QualityGuard) -> OnlinePrice:
-        """The router's stream for ``min_quality = alpha`` (created on first use)."""
+    def quality_stream(self, alpha: float, target: float) -> OnlinePrice:
+        """The router's stream for ``min_quality = alpha`` (created on first use, at ``target``)."""
         key = quality_key(alpha)
         with self._lock:
             stream = self._streams.pop(key, None)
             if stream is None:
-                stream = self.new_quality_stream(alpha, guard)
+                stream = self.new_quality_stream(alpha, target)
             return self._keep(key, stream)
 
     def budget_stream(self, budget: float) -> OnlinePrice:
@@ -549,7 +556,12 @@ class DualPrices:
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         curve = None if data.get("curve") is None else DualCurve.from_dict(data["curve"])
-        prices = cls(curve, window=int(data["window"]), prior_calls=int(data["prior_calls"]))
+        window, prior = data["window"], data["prior_calls"]
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window must be an integer in [1, {MAX_WINDOW}], got {window!r}")
+        if isinstance(prior, bool) or not isinstance(prior, int) or not 0 <= prior <= MAX_WINDOW:
+            raise ValueError(f"prior_calls must be an integer in [0, {MAX_WINDOW}], got {prior!r}")
+        prices = cls(curve, window=window, prior_calls=prior)
         for key, stream in dict(data.get("streams") or {}).items():
             prices._streams[str(key)] = OnlinePrice.from_dict(stream, curve)
         return prices

@@ -428,14 +428,14 @@ def evaluate_guarantee(
 
     Plain mode routes each batch as ``router.plan(..., min_quality=α)`` does (a promise on average); guarantee
     mode as ``router.plan(..., min_quality=α, confidence=confidence)`` does, with the router's own
-    :class:`~eccos_core.guarantee.BatchMargin` (both through :func:`eccos_core.planner.batch_goal`), which should
+    :class:`~eccos_core.guarantee.BatchMargin` (both through :meth:`eccos_core.targets.Targets.batch`), which should
     put at least ``confidence`` of the batches at or above α. Both solve with :func:`eccos_core.optimize.solve`
     on the same ``n_batches`` random batches of ``batch_size`` queries.
 
     Raises:
         PredictorStateError: The router has no batch margin (fitted without out-of-fold predictions).
     """
-    from eccos_core.planner import require_margin
+    from eccos_core.targets import require_margin
 
     margin = require_margin(router.margin)  # before the test split is embedded
     names = [m.name for m in router.models]
@@ -482,8 +482,8 @@ def guarantee_rows(
     ``margin`` is the router's; without one it is fitted on ``out_of_fold`` as :meth:`Router.fit` fits it.
     """
     from eccos_core.guarantee import BatchMargin
-    from eccos_core.planner import batch_goal
     from eccos_core.router import training_problem
+    from eccos_core.targets import Targets
 
     names = [m.name for m in models]
     if margin is None:
@@ -498,11 +498,9 @@ def guarantee_rows(
     batches = [rng.choice(len(test), size, replace=False) for _ in range(n_batches)]
     alphas = list(alphas) if alphas is not None else default_alphas(np.nanmean(train.scores(names), axis=0))
     rows = []
+    targets = Targets(guard, margin)
     for alpha in tqdm(alphas, desc="guarantee", disable=not progress, leave=False):
-        goals = {
-            "plain": batch_goal(guard, alpha, size),
-            "guaranteed": batch_goal(guard, alpha, size, confidence, margin),
-        }
+        goals = {"plain": targets.batch(alpha, size), "guaranteed": targets.batch(alpha, size, confidence)}
         runs: dict[str, list[tuple[float, float, str]]] = {mode: [] for mode in goals}
         for batch in batches:
             quality_b = np.clip(prediction.quality[batch], 0, 1)
@@ -591,10 +589,9 @@ def stream_policies(
     if replay:
         strict = []
         for alpha in alphas:
-            reachable = router.guard.reachable(alpha)
-            target = float(np.clip(router.guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
-            chosen = per_query(predicted_cost, quality, target).model_index
-            status = "feasible" if reachable else "quality_unreachable"
+            goal = router.targets.batch(alpha, 1)
+            chosen = per_query(predicted_cost, quality, goal.target).model_index
+            status = "feasible" if goal.reachable else "quality_unreachable"
             met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
             strict.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
         out["strict"] = strict
@@ -604,10 +601,11 @@ def stream_policies(
     for policy, sequence in orders.items():
         points = []
         for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
-            stream = router.dual.new_quality_stream(alpha, router.guard)
+            target, reachable = router.targets.per_call(alpha)
+            stream = router.dual.new_quality_stream(alpha, target)
             chosen = np.empty(n, dtype=int)
             chosen[sequence] = stream.replay(quality[sequence], predicted_cost[sequence])
-            status = "feasible" if router.dual.reachable(alpha, router.guard) else "quality_unreachable"
+            status = "feasible" if reachable else "quality_unreachable"
             met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
             points.append(
                 _point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met, target=stream.target)

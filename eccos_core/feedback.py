@@ -25,10 +25,10 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.errors import InputError, PredictorStateError
-from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import normalize, query_text
 from eccos_core.planner import clean_tokens
 from eccos_core.pricing import cost_matrix
+from eccos_core.targets import fit_targets
 
 if TYPE_CHECKING:
     from eccos_core.router import Router
@@ -84,11 +84,12 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
 
 
 def refit(router: Router) -> QualityGuard:
-    """Refit the router's calibration, quality guard and batch margin on everything its store holds now.
+    """Refit the router's calibration and every target on everything its store holds now.
 
     The predictor recomputes leave-one-out predictions for every stored query and refits its per-model
-    calibration; the guard and the batch margin behind ``confidence=`` (which is measured against the guard)
-    are then fitted on those predictions exactly as :meth:`Router.fit` does. Outcomes
+    calibration; the targets (guard, batch margin behind ``confidence=``, per-call curve) are then fitted on
+    those predictions by :func:`~eccos_core.targets.fit_targets`, exactly as :meth:`Router.fit` does, and the
+    per-call streams start afresh on the new curve. Outcomes
     recorded while it runs are kept and used by the next refit. Cost grows with the store: about the same as
     :meth:`Router.fit` minus the embedding (a few seconds at 10,000 stored queries on 2 CPU cores).
 
@@ -115,12 +116,12 @@ def refit(router: Router) -> QualityGuard:
         )
         prompt = np.where(np.isnan(prompt), fill, prompt)
     cost = cost_matrix(router.models, prompt, clean_tokens(out_of_fold.output_tokens))
-    guard = QualityGuard.fit(out_of_fold, scores, cost, method=router.method)
-    margin = BatchMargin.fit(out_of_fold.quality, scores, cost, guard, method=router.method)
-    router.guard = guard
-    router.planner.margin = margin
-    logger.info("refit on %d stored queries: guard reaches %.3f realized success", len(scores), guard.max_quality)
-    return guard
+    targets = fit_targets(out_of_fold, scores, cost, method=router.method)
+    router.planner.retarget(targets)
+    logger.info(
+        "refit on %d stored queries: guard reaches %.3f realized success", len(scores), targets.guard.max_quality
+    )
+    return targets.guard
 
 
 __all__ = ["record_outcome", "refit"]

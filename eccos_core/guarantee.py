@@ -128,15 +128,6 @@ class BatchMargin:
         q = self.residuals[min(k, count) - 1] if count else 0.0
         return float(self.bias + max(0.0, q) * _scale(0.5 if alpha is None else alpha, batch_size))
 
-    def target(self, guard: QualityGuard, alpha: float, batch_size: int, confidence: float) -> float:
-        """The internal target that gives the per-batch guarantee: the guard's target for α + margin.
-
-        The margin is in realized-success units, so it goes through the guard's curve rather than being added
-        to the internal target (where the optimizer's selection bias would eat part of it).
-        """
-        margin = self.margin(batch_size, confidence, alpha)
-        return float(np.clip(guard.target(min(1.0, alpha + margin)), 0.0, 1.0))
-
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {

@@ -4,9 +4,12 @@ Layout: ``router.json`` (format and settings), ``models.json`` (the pool, creden
 (the quality guard), ``predictor/`` (the predictor's own files and manifest) and, optional, ``dual.json`` (the
 per-call prices and every stream's recent calls; a router saved without it learns prices from calls alone) and
 ``margin.json`` (the per-batch margin behind ``confidence=``; a router saved without it refuses a confidence).
-``router.json`` records the sha256 of ``margin.json`` under ``"checksums"``, as a predictor's manifest does for
-its files: an edited, truncated or swapped margin is refused at load, since it would silently change what
-``confidence=`` promises.
+``guard.json``, ``margin.json`` and ``dual.json`` together are the router's targets
+(:class:`~eccos_core.targets.Targets`: how ``min_quality`` becomes what the optimizer reaches for) and the
+per-call streams. ``router.json`` records the sha256 of each under ``"checksums"``, as a predictor's manifest
+does for its files: an edited, truncated or swapped file is refused at load, since it would silently change what
+``min_quality`` and ``confidence=`` promise. Routers saved before guard and prices were checksummed (their
+``router.json`` records ``margin.json`` only) still load, their files validated field by field.
 """
 
 from __future__ import annotations
@@ -62,17 +65,19 @@ def save_router(
     path.mkdir(parents=True, exist_ok=True)
     predictor.save(path / PREDICTOR_DIR)
     write_models(pool, path / MODELS_FILE)
-    (path / GUARD_FILE).write_text(json.dumps(guard.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if dual is not None:
-        (path / DUAL_FILE).write_text(json.dumps(dual.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
-    elif (path / DUAL_FILE).exists():
-        (path / DUAL_FILE).unlink()
-    meta: dict[str, Any] = {"format": FORMAT, **redact_params(dict(settings))}
-    if margin is not None:
-        (path / MARGIN_FILE).write_text(json.dumps(margin.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
-        meta["checksums"] = {MARGIN_FILE: file_sha256(path / MARGIN_FILE)}
-    elif (path / MARGIN_FILE).exists():
-        (path / MARGIN_FILE).unlink()
+    meta: dict[str, Any] = {"format": FORMAT, **redact_params(dict(settings)), "checksums": {}}
+    parts = {
+        GUARD_FILE: guard.to_dict(),
+        DUAL_FILE: None if dual is None else dual.to_dict(),
+        MARGIN_FILE: None if margin is None else margin.to_dict(),
+    }
+    for name, data in parts.items():
+        if data is None:
+            (path / name).unlink(missing_ok=True)
+            continue
+        indent = None if name == DUAL_FILE else 2  # the streams hold up to a window of rows each
+        (path / name).write_text(json.dumps(data, indent=indent, allow_nan=False) + "\n", encoding="utf-8")
+        meta["checksums"][name] = file_sha256(path / name)
     (path / ROUTER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -93,20 +98,9 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
     settings = _check_settings(read_json(path / ROUTER_FILE), path / ROUTER_FILE)
     saved = _read_saved_pool(path / MODELS_FILE)
     pool = saved if models is None else _matching_pool(models, saved, path)
-    guard_data = read_json(path / GUARD_FILE)
-    try:
-        guard = QualityGuard.from_dict(guard_data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PredictorStateError(f"{path / GUARD_FILE} is not a valid quality guard ({exc}); save it again") from None
-    dual = None
-    if (path / DUAL_FILE).is_file():
-        try:
-            dual = DualPrices.from_dict(read_json(path / DUAL_FILE))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PredictorStateError(
-                f"{path / DUAL_FILE} is not valid per-call prices ({exc}); save the router again or delete the file"
-            ) from None
-    margin = _read_margin(path, settings)
+    guard = _read_part(path, GUARD_FILE, settings, QualityGuard.from_dict, "a valid quality guard")
+    dual = _read_part(path, DUAL_FILE, settings, DualPrices.from_dict, "valid per-call prices")
+    margin = _read_part(path, MARGIN_FILE, settings, BatchMargin.from_dict, "a valid batch margin")
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
     try:
@@ -118,14 +112,19 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
     return SavedRouter(pool, predictor, guard, settings, dual, margin)
 
 
-def _read_margin(path: Path, settings: Mapping[str, Any]) -> BatchMargin | None:
-    """``margin.json`` checked against the sha256 ``router.json`` records; ``None`` when the router has none."""
-    file, meta = path / MARGIN_FILE, path / ROUTER_FILE
+def _read_part(path: Path, name: str, settings: Mapping[str, Any], parse: Any, what: str) -> Any:
+    """One of the router's target files, checked against the sha256 ``router.json`` records, then parsed.
+
+    ``None`` for an optional file the router was saved without. A file ``router.json`` does not record is refused,
+    except ``guard.json`` and ``dual.json`` of a router saved before they were checksummed (no guard recorded).
+    """
+    file, meta = path / name, path / ROUTER_FILE
     checksums = settings.get("checksums", {})
     if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
         raise PredictorStateError(f"{meta}: 'checksums' must map file names to sha256 hex strings; save it again")
-    expected = checksums.get(MARGIN_FILE)
-    if expected is None:
+    expected = checksums.get(name)
+    legacy = GUARD_FILE not in checksums and name in (GUARD_FILE, DUAL_FILE)
+    if expected is None and not legacy:
         if file.exists():
             raise PredictorStateError(
                 f"{file} is not recorded in {meta}: it was not saved with this router; delete it or save the "
@@ -133,16 +132,18 @@ def _read_margin(path: Path, settings: Mapping[str, Any]) -> BatchMargin | None:
             )
         return None
     if not file.is_file():
-        raise PredictorStateError(f"{meta} records {MARGIN_FILE}, which is missing; save the router again")
-    if file_sha256(file) != expected:
+        if legacy and name == DUAL_FILE:
+            return None
+        raise PredictorStateError(f"{meta} records {name}, which is missing; save the router again")
+    if expected is not None and file_sha256(file) != expected:
         raise PredictorStateError(
             f"{file} does not match the sha256 recorded in {meta}: it was edited, truncated or replaced after it "
-            "was saved; save the router again"
+            "was saved; save the router again (or refit it)"
         )
     try:
-        return BatchMargin.from_dict(read_json(file))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PredictorStateError(f"{file} is not a valid batch margin ({exc}); save the router again") from None
+        return parse(read_json(file))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PredictorStateError(f"{file} is not {what} ({exc}); refit and save the router again") from None
 
 
 def _check_settings(settings: dict[str, Any], path: Path) -> dict[str, Any]:

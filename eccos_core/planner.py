@@ -35,21 +35,28 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import Decision, DualPrices
-from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError, PredictorStateError
+from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import Message, Needs, count_input_tokens, needs_of, normalize, query_text
 from eccos_core.optimize import SolveStatus, solve
 from eccos_core.optimize.budget import solve_budget
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix
-from eccos_core.validation import check_alpha, check_confidence, resolve_capacity
+from eccos_core.targets import BatchGoal, Targets, require_margin
+from eccos_core.validation import (
+    POLICIES,
+    check_alpha,
+    check_confidence,
+    check_policy,
+    resolve_capacity,
+    single_call_confidence_error,
+)
 
 logger = logging.getLogger("eccos.planner")
 
 Capacity = Mapping[str, int | None] | Sequence[int | None] | None
 """Per-batch caps: ``{name: cap}`` or one entry per pool model (``None`` = no cap)."""
 
-POLICIES: tuple[str, ...] = ("dual", "strict")
 """How a single call is routed: ``"dual"`` keeps the mean over the calls (a price on quality), ``"strict"``
 makes every call reach ``min_quality`` (or fit ``budget``) on its own."""
 
@@ -199,65 +206,6 @@ class CallInputs:
     """The predictor's output for the call (its own model order)."""
 
 
-@dataclass(frozen=True)
-class BatchGoal:
-    """What the optimizer is asked of one batch: the internal target for ``min_quality`` (and a confidence)."""
-
-    alpha: float
-    """The requested mean success, ``min_quality``."""
-    target: float
-    """Mean predicted p(success) the optimizer must reach (1.0 when ``reachable`` is false: the best plan)."""
-    reachable: bool
-    """Whether routing reached ``alpha`` (plus ``margin``) in realized success on held-out training queries."""
-    batch_size: int
-    """Queries in the batch (the margin shrinks as it grows)."""
-    confidence: float | None = None
-    """The per-batch guarantee asked for, or ``None`` (a promise on average)."""
-    margin: float | None = None
-    """With ``confidence``: the realized-success margin added to ``alpha`` before the guard maps it."""
-
-
-def batch_goal(
-    guard: QualityGuard,
-    alpha: float,
-    batch_size: int,
-    confidence: float | None = None,
-    margin: BatchMargin | None = None,
-) -> BatchGoal:
-    """The target a batch of ``batch_size`` is routed at for ``min_quality = alpha`` (and ``confidence``).
-
-    Without a confidence: the guard's target for α (a promise on average over batches). With one: the guard's
-    target for α + ``margin.margin(batch_size, confidence, alpha)``, so this batch's realized success reaches α
-    with probability ≥ ``confidence`` when its queries are exchangeable with the logs. Out of the guard's
-    measured range (α, or α + margin) the target is 1.0: the best plan the caps allow, status
-    ``quality_unreachable``. :class:`Planner` and ``eccos eval --confidence`` both route through this.
-
-    Raises:
-        PredictorStateError: ``confidence`` is given and there is no fitted ``margin``.
-    """
-    if confidence is None:
-        reachable = guard.reachable(alpha)
-        target = float(np.clip(guard.target(alpha), 0.0, 1.0)) if reachable else 1.0
-        return BatchGoal(alpha, target, reachable, batch_size)
-    margin = require_margin(margin)
-    extra = margin.margin(batch_size, confidence, alpha)
-    reachable = guard.reachable(min(1.0, alpha + extra))
-    target = margin.target(guard, alpha, batch_size, confidence) if reachable else 1.0
-    return BatchGoal(alpha, target, reachable, batch_size, confidence, extra)
-
-
-def require_margin(margin: BatchMargin | None) -> BatchMargin:
-    """``margin``, or the error a ``confidence=`` on a router without one raises (what happened, how to fix it)."""
-    if margin is None:
-        raise PredictorStateError(
-            "confidence= needs the router's per-batch margin, and this router has none: it was fitted without "
-            "out-of-fold predictions (calibrate=False, or a predictor that makes none) or saved by an eccos "
-            "without confidence=; refit it with Router.fit(models, logs) (or router.refit() for a retrieval "
-            "router) and save it again, or plan without confidence"
-        )
-    return margin
-
-
 class Planner:
     """Decides where each query of a batch goes; shared by the router, the framework shells and the proxy."""
 
@@ -265,23 +213,20 @@ class Planner:
         self,
         pool: Sequence[ModelSpec],
         predictor: Predictor,
-        guard: QualityGuard,
+        targets: Targets,
         *,
         method: str = "auto",
         time_limit: float = 10.0,
         progress: Progress | None = None,
         dual: DualPrices | None = None,
-        margin: BatchMargin | None = None,
     ) -> None:
-        self.dual = dual if dual is not None else DualPrices()
-        """Per-call prices: the fitted curve and one online stream per ``min_quality`` or per-call budget."""
-        self.margin = margin
-        """Per-batch margin for ``confidence=`` (:mod:`eccos_core.guarantee`), fitted with the guard; ``None``:
-        plans with a confidence are refused."""
+        self.targets = targets
+        """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
+        self.dual = dual if dual is not None else DualPrices(targets.curve)
+        """Per-call prices: one online stream per ``min_quality`` or per-call budget, over the fitted curve."""
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
         self.predictor = predictor
-        self.guard = guard
         self.method = method
         self.time_limit = time_limit
         self.progress = progress
@@ -290,6 +235,21 @@ class Planner:
         self._context = np.array([math.inf if m.max_input_tokens is None else m.max_input_tokens for m in self.pool])
 
     # ---------------------------------------------------------------------------------------- inputs
+    @property
+    def guard(self) -> QualityGuard:
+        """The quality guard (part of :attr:`targets`)."""
+        return self.targets.guard
+
+    @property
+    def margin(self) -> BatchMargin | None:
+        """The per-batch margin behind ``confidence=`` (part of :attr:`targets`; ``None``: refused)."""
+        return self.targets.margin
+
+    def retarget(self, targets: Targets) -> None:
+        """Route with refitted ``targets`` from now on; per-call streams start afresh on the new curve."""
+        self.targets = targets
+        self.dual = self.dual.with_curve(targets.curve)
+
     def predict(self, texts: Sequence[str]) -> Prediction:
         """The predictor's output for query texts, columns in pool order, safe for the optimizer.
 
@@ -336,12 +296,12 @@ class Planner:
 
         Give ``min_quality`` (the cheapest plan reaching it) or ``budget`` (the best plan costing at most that
         many USD in total), not both; ``confidence`` asks that this batch reach ``min_quality`` with that
-        probability (:func:`batch_goal`).
+        probability (:meth:`~eccos_core.targets.Targets.batch`).
         """
         alpha, budget = check_goal(min_quality, budget)
         confidence = check_confidence(confidence, budget)
         if confidence is not None:
-            require_margin(self.margin)  # before the batch is embedded
+            require_margin(self.targets.margin)  # before the batch is embedded
         messages = self.prepare(queries)
         needs = [needs_of(m, options) for m in messages]
         tokens = np.array([count_input_tokens(m) for m in messages], dtype=float)
@@ -457,7 +417,7 @@ class Planner:
         confidence: float | None = None,
     ) -> RoutingPlan:
         """The optimizer's plan for a batch whose predictions, tokens and needs are known."""
-        goal = batch_goal(self.guard, alpha, len(tokens), confidence, self.margin)
+        goal = self.targets.batch(alpha, len(tokens), confidence)
         target = goal.target  # out of the guard's measured range: the best assignment the caps allow
         allowed = self.allowed(tokens, caps, needs)
         quality = prediction.quality
@@ -611,8 +571,8 @@ class Planner:
         cost = cost_matrix(self.pool, tokens, prediction.output_tokens)
         if budget is None:
             assert alpha is not None
-            reachable = self.dual.reachable(alpha, self.guard)
-            decision = self.dual.quality_stream(alpha, self.guard).route(quality[0], cost[0], allowed[0])
+            target, reachable = self.targets.per_call(alpha)
+            decision = self.dual.quality_stream(alpha, target).route(quality[0], cost[0], allowed[0])
         else:
             reachable = True
             decision = self.dual.budget_stream(budget).route(quality[0], cost[0], allowed[0])
@@ -662,7 +622,7 @@ class Planner:
                 f"the calls routed with budget ${budget:.6g} stays within it, not each call's own"
             )
         if not reachable:
-            best = self.dual.curve.max_success if self.dual.curve is not None else self.guard.max_quality
+            best = self.targets.per_call_best
             message = (
                 f"min_quality {alpha:.3f} is unreachable: on held-out training queries this router's best per-call "
                 f"routing reached {best:.3f} realized success; routed the call to its highest-quality model"
@@ -695,7 +655,7 @@ class Planner:
         if not goal.reachable:
             message = (
                 f"{asked} is unreachable: on held-out training queries this router's best routing reached "
-                f"{self.guard.max_quality:.3f} realized success{refused}; routed every query to the "
+                f"{self.targets.guard.max_quality:.3f} realized success{refused}; routed every query to the "
                 "highest-quality model the caps allow"
             )
             status = SolveStatus.QUALITY_UNREACHABLE
@@ -793,30 +753,6 @@ def check_goal(min_quality: Any, budget: Any) -> tuple[float | None, float | Non
     return None, float(budget)
 
 
-def single_call_confidence_error() -> InputError:
-    """The error for ``confidence`` on a single call (``complete`` / ``stream`` / ``plan_call``, any policy).
-
-    A per-batch guarantee is about a batch's *mean*; one call's realized success is 0 or 1, so "reaches
-    ``min_quality`` with probability c" would mean "succeeds with probability c", which is what
-    ``policy="strict"`` with ``min_quality=c`` already promises on average.
-    """
-    return InputError(
-        "confidence= is a guarantee on a batch's realized mean success, and a single call has no batch: route "
-        "the calls together with Router.plan / batch / abatch (confidence=...), or for one call use "
-        "policy='strict' with min_quality set to the success rate you need"
-    )
-
-
-def check_policy(policy: Any) -> str:
-    """``policy`` as one of :data:`POLICIES`."""
-    if policy not in POLICIES:
-        raise InputError(
-            f"unknown policy {policy!r}: 'dual' (the mean over calls reaches min_quality; cheaper) or 'strict' "
-            "(every call reaches it on its own)"
-        )
-    return str(policy)
-
-
 def clean_tokens(tokens: np.ndarray) -> np.ndarray:
     """Output-token predictions safe to price: finite and ≥ 0."""
     return np.clip(np.nan_to_num(np.asarray(tokens, dtype=float), nan=0.0, posinf=0.0), 0.0, None)
@@ -830,17 +766,14 @@ def clean(prediction: Prediction) -> Prediction:
 
 __all__ = [
     "POLICIES",
-    "BatchGoal",
     "Capacity",
     "PlannedBatch",
     "Planner",
     "QueryPlan",
     "RoutingPlan",
-    "batch_goal",
     "check_goal",
     "check_policy",
     "clean",
     "clean_tokens",
-    "require_margin",
     "single_call_confidence_error",
 ]

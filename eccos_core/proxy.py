@@ -258,8 +258,8 @@ class ECCOSRoutingPlugin(CustomLogger):
         key = stream_key(self._fingerprint, self.names, mode, goal)
         stream = self._streams.pop(key, None)  # re-inserted below: the dict is kept least recently used first
         if stream is None:
-            dual, guard = self.router.planner.dual, self.router.planner.guard
-            target = dual.new_quality_stream(goal, guard).target if mode == "quality" else goal
+            dual = self.router.planner.dual
+            target = self.router.targets.per_call(goal)[0] if mode == "quality" else goal
             stream = FleetPrice(
                 mode,
                 target,

@@ -41,6 +41,7 @@ from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, Routi
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
 from eccos_core.redaction import redact
+from eccos_core.targets import Targets, fit_targets
 
 logger = logging.getLogger("eccos.router")
 
@@ -110,11 +111,10 @@ class Router:
         self.planner = Planner(
             pool,
             predictor,
-            guard or QualityGuard.identity(),
+            Targets(guard or QualityGuard.identity(), margin, None if dual is None else dual.curve),
             method=method,
             time_limit=float(time_limit),
             dual=dual,
-            margin=margin,
         )
         """Decides where each query goes (no provider calls)."""
         self.dispatcher = Dispatcher(pool)
@@ -140,13 +140,14 @@ class Router:
         return self.planner.predictor
 
     @property
-    def guard(self) -> QualityGuard:
-        """Turns ``min_quality`` into the optimizer's internal target."""
-        return self.planner.guard
+    def targets(self) -> Targets:
+        """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
+        return self.planner.targets
 
-    @guard.setter
-    def guard(self, guard: QualityGuard) -> None:
-        self.planner.guard = guard
+    @property
+    def guard(self) -> QualityGuard:
+        """Turns ``min_quality`` into a batch's internal target (part of :attr:`targets`)."""
+        return self.planner.guard
 
     @property
     def margin(self) -> BatchMargin | None:
@@ -234,11 +235,14 @@ class Router:
         if problem is None:
             return cls(pool, predictor, None, **kwargs)
         oof, scores, cost = problem
-        method = kwargs.get("method", "auto")
-        guard = QualityGuard.fit(oof, scores, cost, method=method)
-        dual = DualPrices.fit(oof.quality, scores, cost)
-        margin = BatchMargin.fit(oof.quality, scores, cost, guard, method=method)
-        return cls(pool, predictor, guard, dual=dual, margin=margin, **kwargs)
+        targets = fit_targets(oof, scores, cost, method=kwargs.get("method", "auto"))
+        return cls.from_targets(pool, predictor, targets, **kwargs)
+
+    @classmethod
+    def from_targets(cls, models: Sequence[ModelSpec], predictor: Predictor, targets: Targets, **kwargs: Any) -> Router:
+        """A router over fitted ``targets`` (:func:`~eccos_core.targets.fit_targets`); ``kwargs`` as in Router."""
+        dual = DualPrices(targets.curve)
+        return cls(models, predictor, targets.guard, dual=dual, margin=targets.margin, **kwargs)
 
     def save(self, path: str | Path) -> Path:
         """Write the router into directory ``path``.
@@ -444,9 +448,10 @@ class Router:
         feedback.record_outcome(self, query, model, score, output_tokens)
 
     def refit(self) -> QualityGuard:
-        """Refit the calibration, the quality guard and the batch margin on everything the store now holds.
+        """Refit the calibration and every target (guard, batch margin, per-call curve) on what the store holds.
 
-        Returns the guard. Also gives a router saved without a batch margin the one ``confidence=`` needs.
+        Returns the guard. Per-call streams start afresh on the new curve. Also gives a router saved without a
+        batch margin the one ``confidence=`` needs.
         """
         return feedback.refit(self)
 

@@ -20,6 +20,39 @@ def check_alpha(min_quality: Any, name: str = "min_quality") -> float:
     return alpha
 
 
+POLICIES: tuple[str, ...] = ("dual", "strict")
+"""How a call planned on its own is routed: ``"dual"`` (the default at every door: at its stream's per-call price,
+so the mean over the calls made with one ``min_quality`` reaches it, at about a batch plan's cost) or ``"strict"``
+(the call reaches ``min_quality`` on its own: a batch of one, costlier). Batches are always planned jointly."""
+
+DEFAULT_POLICY = "dual"
+"""The policy of a single call wherever it comes from: ``Router.complete``, the shells, the middleware, the proxy."""
+
+
+def check_policy(policy: Any) -> str:
+    """``policy`` as one of :data:`POLICIES`; an :class:`InputError` naming the choices otherwise."""
+    if not isinstance(policy, str) or policy not in POLICIES:
+        raise InputError(
+            f"unknown policy {policy!r}: 'dual' (the mean over calls reaches min_quality; cheaper) or 'strict' "
+            "(every call reaches it on its own)"
+        )
+    return policy
+
+
+def single_call_confidence_error() -> InputError:
+    """The error for ``confidence`` on a single call (``complete`` / ``stream`` / ``plan_call``, any policy).
+
+    A per-batch guarantee is about a batch's *mean*; one call's realized success is 0 or 1, so "reaches
+    ``min_quality`` with probability c" would mean "succeeds with probability c", which is what
+    ``policy="strict"`` with ``min_quality=c`` already promises on average.
+    """
+    return InputError(
+        "confidence= is a guarantee on a batch's realized mean success, and a single call has no batch: route "
+        "the calls together with Router.plan / batch / abatch (confidence=...), or for one call use "
+        "policy='strict' with min_quality set to the success rate you need"
+    )
+
+
 def check_confidence(confidence: Any, budget: Any = None) -> float | None:
     """``confidence`` as a float strictly between 0 and 1, or ``None``.
 

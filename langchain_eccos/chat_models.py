@@ -47,6 +47,7 @@ from langchain_core.utils.uuid import uuid7
 from pydantic import BaseModel, Field
 from typing_extensions import override
 
+from eccos_core.validation import check_policy, single_call_confidence_error
 from langchain_eccos.messages import (
     OpenAIMessage,
     chat_result,
@@ -76,6 +77,8 @@ class _Request:
     capacity: dict[str, int | None] | None
     options: dict[str, Any]
     confidence: float | None = None
+    policy: str | None = None
+    """The call's ``policy=`` (``None``: the field's); batches ignore it (they are planned jointly)."""
 
 
 @dataclass(frozen=True)
@@ -274,27 +277,24 @@ class ChatECCOS(RouterSettings, BaseChatModel):
     def _request(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
         """Split call kwargs into routing settings and LiteLLM options.
 
-        Routing settings: ``min_quality``, ``confidence`` (batches only), ``capacity`` and ``model``.
+        Routing settings: ``min_quality``, ``confidence`` (batches only), ``capacity``, ``policy`` (single calls)
+        and ``model``; none of them reaches a provider.
         """
         options = self._options(stop, kwargs)
         min_quality = options.pop("min_quality", self.min_quality)
         confidence = options.pop("confidence", None)
         capacity = options.pop("capacity", self.capacity)
+        policy = options.pop("policy", None)
+        if policy is not None:
+            check_policy(policy)
         pinned = options.pop("model", None)
         if pinned is not None:
             capacity = pin_capacity(self.get_router(), capacity, pinned)
-        return _Request(to_openai(messages), min_quality, capacity, options, confidence)
+        return _Request(to_openai(messages), min_quality, capacity, options, confidence, policy)
 
-    def _plan(self, requests: Sequence[_Request], *, batch: bool = False) -> Any:
-        """One optimizer call for every request (they share settings and options: a batch or a single call).
-
-        A single call (``batch=False``) refuses ``confidence``, as ``Router.complete`` does.
-        """
+    def _plan(self, requests: Sequence[_Request]) -> Any:
+        """One joint plan for a batch's requests (they share settings and options)."""
         first = requests[0]
-        if first.confidence is not None and not batch:
-            from eccos_core.planner import single_call_confidence_error
-
-            raise single_call_confidence_error()
         return self.get_router().plan(
             [r.messages for r in requests],
             first.min_quality,
@@ -309,12 +309,19 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         if current is not None and current.owner == id(self):
             return current  # already planned by stream() or batch() on the way here
         try:
-            request = self._request(input_messages(value), kwargs.get("stop"), kwargs)
-            plan = self._plan([request])
+            entry = self._plan_single(self._request(input_messages(value), kwargs.get("stop"), kwargs))
         except Exception:  # reported from inside the callback run, where LangChain's error handling sees it
             logger.debug("planning before the run failed; the run will plan again and raise", exc_info=True)
             return None
-        return _Route(id(self), plan.queries[0], None, _with_run_id(config))
+        return _Route(id(self), entry, None, _with_run_id(config))
+
+    def _plan_single(self, request: _Request) -> QueryPlan:
+        """Route one call as ``Router.complete`` does (under :attr:`policy`); ``confidence`` is refused."""
+        if request.confidence is not None:
+            raise single_call_confidence_error()
+        return self.plan_single(
+            request.messages, request.min_quality, request.capacity, request.policy, request.options
+        )
 
     def _take(self, request: _Request) -> tuple[QueryPlan, Ledger | None, _Route | None]:
         """The planned query for this call: the one waiting in the context, else a fresh N = 1 plan."""
@@ -322,7 +329,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         if route is not None and route.owner == id(self):
             _ROUTE.set(None)  # taken: a nested call of this model plans for itself
             return route.entry, route.ledger, route
-        return self._plan([request]).queries[0], None, None
+        return self._plan_single(request), None, None
 
     # -------------------------------------------------------------------------------- routing events
     def _event_manager(self, route: _Route, manager_cls: type[Any]) -> Any:
@@ -542,7 +549,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         from eccos_core.dispatch import Ledger
 
         try:
-            plan = self._plan(requests, batch=True)
+            plan = self._plan(requests)
         except EccosError:
             if not return_exceptions:
                 raise

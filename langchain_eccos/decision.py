@@ -67,7 +67,7 @@ class ECCOSDecisionModel(RouterSettings, BaseDecisionModel):
                 )
             labels = self._pool_names(question.criteria, names)
             capacity = {**(self.capacity or {}), **{n: 0 for n in names if n not in labels.values()}}
-            entry = router.plan([messages], self.min_quality, capacity=capacity).queries[0]
+            entry = self.plan_single(messages, self.min_quality, capacity, None, {})
             chosen = next(label for label, name in labels.items() if name == entry.model)
             answers[key] = ChoiceAnswer(
                 type="choice",

@@ -67,6 +67,7 @@ class ECCOSMiddleware(AgentMiddleware):
         models: Any = None,
         min_quality: float = 0.6,
         capacity: Mapping[str, int | None] | None = None,
+        policy: str = "dual",
     ) -> None:
         """Name the chat models to route among and the router that decides (loaded on first use).
 
@@ -77,6 +78,9 @@ class ECCOSMiddleware(AgentMiddleware):
             models: The router's live pool (see :class:`~langchain_eccos.routing.RouterSettings`).
             min_quality: Success each model call must reach (predicted and calibrated by the router).
             capacity: Per-model caps (``{name: cap}``) for a call.
+            policy: ``"dual"`` (default): each model call routed at its ``min_quality``'s per-call price, as
+                ``Router.complete`` routes it, so the agent's calls reach ``min_quality`` on average at about
+                a joint batch's cost; ``"strict"``: every call reaches it on its own (costlier).
 
         Raises:
             ValueError: ``chat_models`` is empty or holds something that is not a chat model.
@@ -95,6 +99,7 @@ class ECCOSMiddleware(AgentMiddleware):
             models=models,
             min_quality=min_quality,
             capacity=dict(capacity) if capacity else None,
+            policy=policy,
         )
         """Which router decides, and how strictly."""
 
@@ -122,8 +127,9 @@ class ECCOSMiddleware(AgentMiddleware):
             tools += [convert_to_openai_tool(spec.schema) for spec in schemas]
         if tools:
             options["tools"] = tools
-        plan = router.plan([to_openai(messages)], self.settings.min_quality, capacity=self._caps(router), **options)
-        return plan.queries[0]
+        return self.settings.plan_single(
+            to_openai(messages), self.settings.min_quality, self._caps(router), None, options
+        )
 
     # ------------------------------------------------------------------------------------ model calls
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:

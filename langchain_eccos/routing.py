@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 if TYPE_CHECKING:
+    from eccos_core.planner import QueryPlan
     from eccos_core.pricing import ModelSpec
     from eccos_core.router import Router
 
@@ -64,8 +65,22 @@ class RouterSettings(BaseModel):
     capacity: dict[str, int | None] | None = None
     """Most queries of one batch each named model may take (``{name: cap}``; ``None`` = no cap)."""
 
+    policy: str = "dual"
+    """How a call planned on its own (``invoke``, ``stream``, an agent's model call) is routed, exactly as
+    ``Router.complete`` routes it: ``"dual"`` (default) at the per-call price of its ``min_quality``, shared by
+    every runnable on the same router, so the mean success over those calls reaches ``min_quality`` at about
+    what one joint batch of them would cost; ``"strict"``: each call reaches it on its own (a batch of one,
+    costlier). Overridable per chain (``.bind(policy=...)``) or per call. Batches are always planned jointly."""
+
     _loaded: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _check_policy(cls, value: Any) -> str:
+        from eccos_core.validation import check_policy
+
+        return check_policy(value)
 
     @field_validator("router")
     @classmethod
@@ -98,6 +113,24 @@ class RouterSettings(BaseModel):
         """
         self.get_router().record_outcome(query, model, score, output_tokens)
 
+    def plan_single(
+        self,
+        messages: list[dict[str, Any]],
+        min_quality: Any,
+        capacity: Mapping[str, int | None] | None,
+        policy: Any,
+        options: Mapping[str, Any],
+    ) -> QueryPlan:
+        """Route one call as ``Router.complete`` does (``Router.plan_call``): every shell's single-call decision.
+
+        ``policy=None`` takes the field. Under ``"dual"`` the call is counted in its ``min_quality``'s stream,
+        so plan each call once.
+        """
+        router = self.get_router()
+        chosen = self.policy if policy is None else policy
+        plan = router.plan_call(messages, min_quality, policy=chosen, capacity=capacity, **options)
+        return plan.queries[0]
+
     def _load_router(self) -> Router:
         from eccos_core.router import Router
 
@@ -115,11 +148,17 @@ class RouterSettings(BaseModel):
             time_limit=base.time_limit,
             max_concurrency=base.max_concurrency,
             margin=base.margin,
+            dual=base.dual.fresh(),
         )
 
     def _settings_params(self) -> dict[str, Any]:
         """The routing settings as tracing / identifying parameters (no router object, no credentials)."""
-        return {"router_path": self.router_path, "min_quality": self.min_quality, "capacity": self.capacity}
+        return {
+            "router_path": self.router_path,
+            "min_quality": self.min_quality,
+            "capacity": self.capacity,
+            "policy": self.policy,
+        }
 
 
 def pin_capacity(router: Router, capacity: Mapping[str, int | None] | None, model: str) -> dict[str, int | None]:

@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
 from typing_extensions import override
 
+from eccos_core.validation import check_policy, single_call_confidence_error
 from langchain_eccos.messages import input_messages, to_openai
 from langchain_eccos.routing import RouterSettings, pin_capacity
 
@@ -79,27 +80,41 @@ class ECCOSSelector(RouterSettings, RunnableSerializable[LanguageModelInput, Dec
         """``["langchain_eccos", "selector"]``."""
         return ["langchain_eccos", "selector"]
 
-    def decide(self, inputs: list[LanguageModelInput], **kwargs: Any) -> list[Decision]:
-        """Plan ``inputs`` in one optimizer call and return one decision per input, in order."""
+    def decide(self, inputs: list[LanguageModelInput], *, single: bool = False, **kwargs: Any) -> list[Decision]:
+        """One decision per input, in order: a joint plan of all ``inputs``.
+
+        With ``single`` the one input is routed as a single call (``Router.plan_call`` under :attr:`policy`, as
+        ``ChatECCOS.invoke`` routes it).
+        """
         options = dict(kwargs)
         min_quality = options.pop("min_quality", self.min_quality)
         capacity = options.pop("capacity", self.capacity)
+        policy = options.pop("policy", None)
+        if policy is not None:
+            check_policy(policy)
         router = self.get_router()
         pinned = options.pop("model", None)
         if pinned is not None:
             capacity = pin_capacity(router, capacity, pinned)
         queries = [to_openai(input_messages(value)) for value in inputs]
+        if single:
+            if options.get("confidence") is not None:
+                raise single_call_confidence_error()
+            options.pop("confidence", None)
+            return [_decision(self.plan_single(queries[0], min_quality, capacity, policy, options))]
         plan = router.plan(queries, min_quality, capacity=capacity, **options)
         return [_decision(entry) for entry in plan.queries]
 
     @override
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Decision:
-        return self._call_with_config(lambda value: self.decide([value], **kwargs)[0], input, config)
+        return self._call_with_config(lambda value: self.decide([value], single=True, **kwargs)[0], input, config)
 
     @override
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Decision:
-        decisions = await self.abatch([input], config, **kwargs)
-        return decisions[0]
+        async def decide(value: LanguageModelInput) -> Decision:
+            return (await asyncio.to_thread(self.decide, [value], single=True, **kwargs))[0]
+
+        return await self._acall_with_config(decide, input, config)
 
     @override
     def batch(

@@ -102,6 +102,17 @@ _PLANNED: ContextVar[_Planned | None] = ContextVar("llamaindex_eccos_planned", d
 
 
 @dataclass(frozen=True)
+class _Settings:
+    """A call's routing settings (fields filled in) and the LiteLLM options it is sent with."""
+
+    min_quality: Any
+    confidence: Any
+    capacity: Any
+    policy: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _Call:
     """A call ready to send: where it goes, what is sent and with which LiteLLM options."""
 
@@ -155,6 +166,15 @@ class ECCOSLLM(FunctionCallingLLM):
         default=None,
         description="Most prompts of one batch each named pool model may take ({name: cap}; None = no cap).",
     )
+    policy: str = Field(
+        default="dual",
+        description=(
+            "How a call planned on its own is routed, as Router.complete routes it: 'dual' (default; at the "
+            "per-call price of its min_quality, shared by everything on the same router, so the mean success "
+            "over the calls reaches min_quality at about a joint batch's cost) or 'strict' (each call reaches it "
+            "on its own; costlier). Per call: policy=...; the batch helpers always plan jointly."
+        ),
+    )
     temperature: float | None = Field(
         default=None, ge=0.0, le=2.0, description="Sampling temperature sent with every call (None: provider default)."
     )
@@ -182,6 +202,13 @@ class ECCOSLLM(FunctionCallingLLM):
     )
 
     _router: Any = PrivateAttr(default=None)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _check_policy(cls, value: Any) -> str:
+        from eccos_core.validation import check_policy
+
+        return check_policy(value)
 
     @field_validator("router")
     @classmethod
@@ -445,38 +472,44 @@ class ECCOSLLM(FunctionCallingLLM):
         return gen()
 
     # --------------------------------------------------------------------------------------------- routing
-    def _split(self, kwargs: dict[str, Any]) -> tuple[float, float | None, Any, dict[str, Any]]:
-        """A call's kwargs as (min_quality, confidence, capacity, LiteLLM options), the fields filling the gaps."""
+    def _split(self, kwargs: dict[str, Any]) -> _Settings:
+        """A call's kwargs as routing settings and LiteLLM options, the fields filling the gaps."""
+        from eccos_core.validation import check_policy
+
         kwargs = dict(kwargs)
         min_quality = kwargs.pop("min_quality", None)
         confidence = kwargs.pop("confidence", None)
         capacity = kwargs.pop("capacity", None)
+        policy = kwargs.pop("policy", None)
         options = dict(self.additional_kwargs)
         for name in ("temperature", "max_tokens", "timeout"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         options.update({k: v for k, v in kwargs.items() if k not in _NOT_SENT and v is not None})
-        return (
+        return _Settings(
             self.min_quality if min_quality is None else min_quality,
             confidence,
             self.capacity if capacity is None else capacity,
+            self.policy if policy is None else check_policy(policy),
             options,
         )
 
     def _prepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Call:
-        """Plan one call (N = 1), or take its plan from the batch it belongs to."""
+        """Route one call as ``Router.complete`` does (under :attr:`policy`), or take its batch's plan."""
         converted = to_openai_messages(messages)
-        min_quality, confidence, capacity, options = self._split(kwargs)
+        settings = self._split(kwargs)
         router = self.get_router()
         planned = _PLANNED.get()
         if planned is not None:
-            return _Call(router, planned.entry, converted, options, planned.ledger)
-        if confidence is not None:  # a guarantee on a batch's mean: refused for one call, as Router.complete does
-            from eccos_core.planner import single_call_confidence_error
+            return _Call(router, planned.entry, converted, settings.options, planned.ledger)
+        if settings.confidence is not None:  # a guarantee on a batch's mean: refused for one call, as everywhere
+            from eccos_core.validation import single_call_confidence_error
 
             raise single_call_confidence_error()
-        entry = router.plan([converted], min_quality, capacity=capacity, **options).queries[0]
-        return _Call(router, entry, converted, options)
+        plan = router.plan_call(
+            converted, settings.min_quality, policy=settings.policy, capacity=settings.capacity, **settings.options
+        )
+        return _Call(router, plan.queries[0], converted, settings.options)
 
     async def _aprepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Call:
         """:meth:`_prepare` off the event loop when it plans or loads the router (both take CPU time)."""
@@ -488,8 +521,14 @@ class ECCOSLLM(FunctionCallingLLM):
         """Plan a batch in one optimizer call; each prompt gets its entry and the shared cap ledger."""
         from eccos_core.dispatch import Ledger
 
-        min_quality, confidence, capacity, options = self._split(kwargs)
-        plan = self.get_router().plan(queries, min_quality, confidence=confidence, capacity=capacity, **options)
+        settings = self._split(kwargs)
+        plan = self.get_router().plan(
+            queries,
+            settings.min_quality,
+            confidence=settings.confidence,
+            capacity=settings.capacity,
+            **settings.options,
+        )
         ledger = Ledger.for_plan(plan)
         return [_Planned(entry, ledger) for entry in plan.queries]
 
@@ -645,7 +684,7 @@ def _prompts(prompts: Sequence[str]) -> Sequence[str]:
 
 def _without_routing(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A batch's kwargs minus the routing settings it was planned with (each prompt's call gets the rest)."""
-    return {k: v for k, v in kwargs.items() if k not in ("min_quality", "capacity")}
+    return {k: v for k, v in kwargs.items() if k not in ("min_quality", "capacity", "policy")}
 
 
 def _as_exception(error: BaseException | None) -> Exception:

@@ -17,7 +17,7 @@ from eccos_core.guarantee import BatchMargin
 from eccos_core.logs import split_logs
 from eccos_core.messages import count_text_tokens
 from eccos_core.optimize import SolveStatus
-from eccos_core.planner import RoutingPlan, batch_goal
+from eccos_core.planner import RoutingPlan
 from eccos_core.predictors.base import file_sha256
 from eccos_core.predictors.retrieval import RetrievalPredictor
 from eccos_core.router import Router
@@ -91,7 +91,7 @@ def test_fit_fits_a_margin_and_the_plan_records_confidence_and_margin(fitted, sh
 
     assert plan.confidence == CONFIDENCE
     assert plan.margin == pytest.approx(shipped.margin.margin(100, CONFIDENCE, alpha))
-    assert plan.target_quality == pytest.approx(shipped.margin.target(shipped.guard, alpha, 100, CONFIDENCE))
+    assert plan.target_quality == pytest.approx(shipped.targets.batch(alpha, 100, CONFIDENCE).target)
     assert all(q.confidence == CONFIDENCE and q.margin == plan.margin for q in plan.queries)
     assert plan.queries[0].to_dict()["confidence"] == CONFIDENCE
     assert plan.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
@@ -209,7 +209,7 @@ def test_llamaindex_batch_takes_confidence_and_a_single_call_refuses_it(shipped,
 # ------------------------------------------------------------------------------------------- persistence
 def test_the_margin_is_saved_checksummed_and_loaded_back(fitted, saved, queries, alpha):
     meta = json.loads((saved / "router.json").read_text())
-    assert meta["checksums"] == {"margin.json": file_sha256(saved / "margin.json")}
+    assert meta["checksums"] == {name: file_sha256(saved / name) for name in ("guard.json", "dual.json", "margin.json")}
     loaded = Router.load(saved, models=fitted.models)
     assert loaded.margin == fitted.margin
     again, first = (r.plan(queries[:40], alpha, confidence=CONFIDENCE) for r in (loaded, fitted))
@@ -289,7 +289,7 @@ def test_eval_confidence_routes_through_the_planners_goal(fitted, small_logs):
         fitted, small_logs, test, confidence=CONFIDENCE, batch_size=20, n_batches=4, alphas=[0.5, 0.99]
     )
     for row in rows:
-        goal = batch_goal(fitted.guard, row["alpha"], 20, CONFIDENCE, fitted.margin)
+        goal = fitted.targets.batch(row["alpha"], 20, CONFIDENCE)
         assert row["margin"] == pytest.approx(goal.margin) and row["promisable"] == goal.reachable
     assert rows[1]["promisable"] is False
 

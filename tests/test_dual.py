@@ -16,8 +16,9 @@ import pytest
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualCurve, DualPrices
-from eccos_core.errors import CapabilityError, InputError
+from eccos_core.errors import CapabilityError, InputError, PredictorStateError
 from eccos_core.router import Router, out_of_fold_problem
+from eccos_core.targets import Targets
 
 QUESTIONS = [f"Question {i}: what is {i} * {i + 3}?" + " Explain." * (i % 5) for i in range(60)]
 TOOL = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
@@ -204,7 +205,9 @@ def test_replaying_the_training_queries_reaches_each_alpha(problem):
     filled = np.nan_to_num(scores)
     order = np.random.default_rng(0).permutation(len(scores))
     for alpha in np.linspace(prices.curve.success[0], prices.curve.max_success, 5):
-        stream = prices.new_quality_stream(float(alpha), QualityGuard.identity())
+        stream = prices.new_quality_stream(
+            float(alpha), Targets(QualityGuard.identity(), curve=prices.curve).per_call(alpha)[0]
+        )
         chosen = stream.replay(oof.quality[order], cost[order], ~np.isnan(scores[order]))
         realized = filled[order][np.arange(len(order)), chosen].mean()
         assert realized >= alpha - 0.02
@@ -220,8 +223,9 @@ def test_a_shift_to_harder_traffic_raises_the_price_and_keeps_the_mean(problem):
     hard = np.argsort(best)[: len(best) // 2]
     hard = np.concatenate([np.random.default_rng(k).permutation(hard) for k in range(4)])
     quality, price, ok = oof.quality[hard], cost[hard], allowed[hard]
-    adaptive = prices.new_quality_stream(alpha, QualityGuard.identity())
-    fixed = DualPrices(prices.curve, prior_calls=10**9).new_quality_stream(alpha, QualityGuard.identity())
+    target = Targets(QualityGuard.identity(), curve=prices.curve).per_call(alpha)[0]
+    adaptive = prices.new_quality_stream(alpha, target)
+    fixed = DualPrices(prices.curve, prior_calls=10**9).new_quality_stream(alpha, target)
 
     rows = np.arange(len(hard))
     tail = rows >= len(hard) // 2  # once the window holds only the new traffic
@@ -258,6 +262,11 @@ def test_fitted_prices_and_streams_are_saved_with_the_router(make_pool, predicto
 def test_a_router_saved_without_prices_still_routes_single_calls(make_pool, predictor, tmp_path):
     path = Router(make_pool(), predictor).save(tmp_path / "router")
     (path / "dual.json").unlink()
+    with pytest.raises(PredictorStateError, match=r"records dual\.json, which is missing"):
+        Router.load(path)
+    meta = json.loads((path / "router.json").read_text())  # as the release before guard and prices had checksums
+    meta["checksums"] = {k: v for k, v in meta["checksums"].items() if k == "margin.json"}
+    (path / "router.json").write_text(json.dumps(meta))
 
     loaded = Router.load(path)
 

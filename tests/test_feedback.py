@@ -114,6 +114,21 @@ def test_feeding_logs_then_refitting_matches_fitting_on_them(
     assert fed.predictor.n_queries == fitted.predictor.n_queries == 90
     assert np.allclose(fed.predict(probe).quality, fitted.predict(probe).quality)
     assert fed.guard == fitted.guard
+    assert fed.targets == fitted.targets  # guard, margin and per-call curve: one fit for fit() and refit()
+
+
+def test_refit_refits_the_per_call_curve_too(router: Router) -> None:
+    """Feedback that changes the models' realized success moves the per-call curve (it used to stay stale)."""
+    curve, margin = router.targets.curve, router.margin
+    router.complete  # noqa: B018  (the per-call path reads router.dual; a stream made now must not survive)
+    router.planner.dual.quality_stream(0.5, router.targets.per_call(0.5)[0])
+    for i in range(30):
+        record_outcome(router, f"{NOVEL} (variant {i})", CHEAP, 1.0)
+        record_outcome(router, f"{NOVEL} (variant {i})", STRONG, 0.0)
+    refit(router)
+    assert curve is not None and router.targets.curve is not None
+    assert router.targets.curve != curve and router.margin is not margin
+    assert router.dual.curve is router.targets.curve and router.dual.stats() == {}
 
 
 def test_the_store_survives_save_and_restart(router: Router, make_pool: Any, tmp_path: Path) -> None:

@@ -33,11 +33,12 @@ from eccos_core.errors import (
 )
 from eccos_core.logs import LogRecord, Outcome, RoutingLogs, load_logs, write_logs
 from eccos_core.optimize import SolveStatus
-from eccos_core.planner import BatchGoal, Planner
+from eccos_core.planner import Planner
 from eccos_core.predictors.base import file_sha256
 from eccos_core.predictors.retrieval import RetrievalPredictor
 from eccos_core.pricing import ModelSpec, load_models, write_models
 from eccos_core.router import Router
+from eccos_core.targets import BatchGoal
 
 CHEAP, MID, STRONG = "gemma-2-9b-it", "llama-3.1-8b-instruct", "llama3-chatqa-1.5-70b"
 CANARY = "canary-7e1f-Secret-93ab"
@@ -255,8 +256,11 @@ def test_saved_state_is_validated_even_when_its_checksums_match(copy_of, name, m
 def test_a_broken_guard_is_refused_at_load_not_at_plan(copy_of, guard, message):
     path = copy_of()
     (path / "guard.json").write_text(json.dumps(guard))
+    with pytest.raises(PredictorStateError, match=r"guard\.json does not match the sha256 recorded in"):
+        Router.load(path)  # an edit after the save: refused before it is read
+    edit_json(path / "router.json", lambda d: d["checksums"].update({"guard.json": file_sha256(path / "guard.json")}))
     with pytest.raises(PredictorStateError, match=rf"guard\.json is not a valid quality guard.*{message}"):
-        Router.load(path)
+        Router.load(path)  # saved so (or by an eccos that did not validate it): refused at load, not at plan
     with pytest.raises(PredictorStateError, match=message):
         QualityGuard.from_dict(guard)
 
@@ -531,7 +535,8 @@ def test_cli_arguments_are_checked_before_any_fit(tmp_path, monkeypatch, capsys,
     [
         ("truncated npy", lambda p: _truncate(p / "predictor" / "embeddings.npy", 100), r"embeddings\.npy"),
         ("truncated json", lambda p: _truncate(p / "router.json", 10), r"router\.json is not valid JSON"),
-        ("truncated guard", lambda p: _truncate(p / "guard.json", 10), r"guard\.json is not valid JSON"),
+        ("truncated guard", lambda p: _truncate(p / "guard.json", 10), r"guard\.json does not match the sha256"),
+        ("truncated prices", lambda p: _truncate(p / "dual.json", 10), r"dual\.json does not match the sha256"),
         ("missing key", lambda p: edit_json(p / "predictor" / "predictor.json", lambda d: d.pop("n_queries")),
          r"predictor\.json lacks the keys \['n_queries'\]"),
         ("k many", lambda p: edit_json(p / "predictor" / "predictor.json", lambda d: d.update(k="many")),

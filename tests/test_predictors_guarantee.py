@@ -5,6 +5,7 @@ import pytest
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.guarantee import BatchMargin
+from eccos_core.targets import Targets
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_margin_is_about_a_coin_flip_standard_error(margin):
 
 
 def test_guaranteed_target_is_above_the_plain_one(guard, margin):
-    assert margin.target(guard, 0.6, 50, 0.9) > guard.target(0.6)
+    assert Targets(guard, margin).batch(0.6, 50, 0.9).target > guard.target(0.6)
 
 
 def test_round_trips_through_json(margin):

@@ -38,16 +38,22 @@ def lc_router(lc_pool: list[Any], fake_predictor: Any) -> Any:
 
 
 class PlanSpy:
-    """Counts ``router.plan`` calls and the batch size of each."""
+    """Counts ``router.plan`` calls and the batch size of each, and ``router.plan_call`` calls by policy."""
 
     def __init__(self, router: Any) -> None:
         self.sizes: list[int] = []
-        self._plan = router.plan
-        router.plan = self
+        self.single: list[str] = []
+        """The policy of each single call planned (``router.plan_call``)."""
+        self._plan, self._plan_call = router.plan, router.plan_call
+        router.plan, router.plan_call = self, self.plan_call
 
     def __call__(self, queries: Any, *args: Any, **kwargs: Any) -> Any:
         self.sizes.append(len(queries))
         return self._plan(queries, *args, **kwargs)
+
+    def plan_call(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        self.single.append(kwargs.get("policy", "dual"))
+        return self._plan_call(messages, *args, **kwargs)
 
 
 @pytest.fixture
@@ -68,3 +74,20 @@ def plan_spy(router: Any) -> PlanSpy:
 def spy_on() -> type[PlanSpy]:
     """``spy_on(router)`` starts counting that router's ``plan`` calls."""
     return PlanSpy
+
+
+@pytest.fixture
+def agent_pool(make_pool: Any) -> list[Any]:
+    """Three models; the cheapest cannot call tools."""
+    return make_pool(["qwen2.5-7b-instruct"], supports_tools=False) + make_pool(
+        ["gemma-2-9b-it", "llama3-chatqa-1.5-70b"], supports_tools=True
+    )
+
+
+@pytest.fixture
+def user_models(agent_pool: list[Any], fake_predictor: Any) -> dict[str, Any]:
+    """The user's own chat models: one real LiteLLM-backed chat model per pool model (each talks to one model)."""
+    from eccos_core.router import Router
+    from langchain_eccos import ChatECCOS
+
+    return {spec.name: ChatECCOS(router=Router([spec], fake_predictor), min_quality=0.0) for spec in agent_pool}

@@ -31,20 +31,6 @@ class Weather(BaseModel):
     summary: str
 
 
-@pytest.fixture
-def agent_pool(make_pool: Any) -> list[Any]:
-    """Three models; the cheapest cannot call tools."""
-    return make_pool([NO_TOOLS], supports_tools=False) + make_pool(TOOL_MODELS, supports_tools=True)
-
-
-@pytest.fixture
-def user_models(agent_pool: list[Any], fake_predictor: Any) -> dict[str, Any]:
-    """The user's own chat models: one real LiteLLM-backed chat model per pool model (each talks to one model)."""
-    from eccos_core.router import Router
-
-    return {spec.name: ChatECCOS(router=Router([spec], fake_predictor), min_quality=0.0) for spec in agent_pool}
-
-
 def _agent(user_models: dict[str, Any], router: Any, tools: list[Any], **kwargs: Any) -> Any:
     middleware = ECCOSMiddleware(user_models, router=router, min_quality=0.5)
     return create_agent(user_models[NO_TOOLS], tools=tools, middleware=[middleware], **kwargs)

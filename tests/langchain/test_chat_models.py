@@ -518,13 +518,16 @@ def test_serialization_round_trip(lc_router: Any, api_key: str) -> None:
 
 async def test_async_planning_runs_off_the_event_loop(router: Any, loopback: Any) -> None:
     threads: list[int] = []
-    plan = router.plan
+    plan, plan_call = router.plan, router.plan_call
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        threads.append(threading.get_ident())
-        return plan(*args, **kwargs)
+    def spying(method: Any) -> Any:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.get_ident())
+            return method(*args, **kwargs)
 
-    router.plan = spy
+        return spy
+
+    router.plan, router.plan_call = spying(plan), spying(plan_call)
     await ChatECCOS(router=router).ainvoke("hi")
     await ChatECCOS(router=router).abatch(["a", "b"])
     assert len(threads) == 2 and threading.get_ident() not in threads

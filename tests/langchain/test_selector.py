@@ -32,7 +32,7 @@ def test_invoke_returns_one_decision_and_sends_nothing(router: Any, plan_spy: An
     assert set(decision) == DECISION_KEYS
     assert decision["model"] in [m.name for m in router.models]
     assert decision["batch_size"] == 1 and 0 <= decision["p_success"] <= 1 and decision["predicted_cost"] > 0
-    assert plan_spy.sizes == [1] and loopback.requests == []
+    assert plan_spy.sizes == [] and plan_spy.single == ["dual"] and loopback.requests == []
 
 
 def test_batch_is_planned_jointly_and_meets_min_quality(router: Any, plan_spy: Any) -> None:

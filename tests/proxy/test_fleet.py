@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualPrices
 from eccos_core.errors import InputError
 from eccos_core.fleet import FailoverStore, FleetPrice, MemoryStore, RedisStore, check_caps, stream_key
 from eccos_core.router import training_problem
+from eccos_core.targets import Targets
 
 CALLS = 2000
 
@@ -35,7 +37,7 @@ def problem(predictor: Any, small_logs: Any, bundled_pool_specs: dict[str, Any])
         "allowed": ~np.isnan(scores),
         "dual": dual,
         "alpha": alpha,
-        "target": dual.new_quality_stream(alpha, None).target,  # type: ignore[arg-type]
+        "target": Targets(QualityGuard.identity(), curve=dual.curve).per_call(alpha)[0],
         "rows": rows,
     }
 
