@@ -21,17 +21,17 @@ import asyncio
 import logging
 import numbers
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eccos_core import feedback
+from eccos_core.batching import arun_all, check_concurrency, finish, run_all
 from eccos_core.calibration import QualityGuard
 from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger, RoutedResponse, RoutedStream
 from eccos_core.dual import DualPrices
-from eccos_core.errors import ConfigError, DispatchError, InputError, PredictorStateError
+from eccos_core.errors import ConfigError, InputError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import TOKENIZER_MODEL, Query, check_options, count_text_tokens
@@ -105,7 +105,7 @@ class Router:
             )
         if method not in METHODS:
             raise InputError(f"unknown optimizer method {method!r}: choose one of {', '.join(METHODS)}")
-        _check_concurrency(max_concurrency)
+        check_concurrency(max_concurrency)
         if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
             raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
         self.planner = Planner(
@@ -566,17 +566,13 @@ class Router:
         """
         batch = self._plan(queries, min_quality, capacity, litellm_kwargs, budget, confidence)
         ledger = Ledger.for_plan(batch.plan)
-        workers = min(_check_concurrency(max_concurrency or self.max_concurrency), len(batch.messages))
-        results: list[RoutedResponse | Exception] = []
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eccos") as pool:
-            futures = [
-                pool.submit(self.dispatcher.send, entry, msgs, ledger=ledger, **litellm_kwargs)
-                for entry, msgs in zip(batch.plan.queries, batch.messages, strict=True)
-            ]
-            for future in futures:
-                error = future.exception()
-                results.append(future.result() if error is None else _as_exception(error))
-        return _finish_batch(results, return_exceptions)
+        entries, messages = batch.plan.queries, batch.messages
+
+        def send(i: int) -> RoutedResponse:
+            return self.dispatcher.send(entries[i], messages[i], ledger=ledger, **litellm_kwargs)
+
+        results = run_all(send, len(entries), check_concurrency(max_concurrency or self.max_concurrency))
+        return finish(results, return_exceptions)
 
     async def abatch(
         self,
@@ -593,17 +589,13 @@ class Router:
         """Async :meth:`batch`: at most ``max_concurrency`` calls in flight, results in input order."""
         batch = await asyncio.to_thread(self._plan, queries, min_quality, capacity, litellm_kwargs, budget, confidence)
         ledger = Ledger.for_plan(batch.plan)
-        semaphore = asyncio.Semaphore(_check_concurrency(max_concurrency or self.max_concurrency))
+        entries, messages = batch.plan.queries, batch.messages
 
-        async def one(entry: QueryPlan, messages: Any) -> RoutedResponse:
-            async with semaphore:
-                return await self.dispatcher.asend(entry, messages, ledger=ledger, **litellm_kwargs)
+        async def send(i: int) -> RoutedResponse:
+            return await self.dispatcher.asend(entries[i], messages[i], ledger=ledger, **litellm_kwargs)
 
-        gathered = await asyncio.gather(
-            *(one(e, m) for e, m in zip(batch.plan.queries, batch.messages, strict=True)), return_exceptions=True
-        )
-        results = [item if isinstance(item, RoutedResponse) else _as_exception(item) for item in gathered]
-        return _finish_batch(results, return_exceptions)
+        results = await arun_all(send, len(entries), check_concurrency(max_concurrency or self.max_concurrency))
+        return finish(results, return_exceptions)
 
 
 def out_of_fold_problem(
@@ -649,31 +641,6 @@ def check_router(value: Any) -> Router | None:
     if value is not None and not isinstance(value, Router):
         raise TypeError(f"router must be an eccos_core.Router, got {type(value).__name__}")
     return value
-
-
-def _check_concurrency(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise InputError(f"max_concurrency must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _as_exception(error: BaseException) -> Exception:
-    if not isinstance(error, Exception):  # KeyboardInterrupt, CancelledError: never swallowed
-        raise error
-    return error
-
-
-def _finish_batch(
-    results: list[RoutedResponse | Exception], return_exceptions: bool
-) -> list[RoutedResponse | Exception]:
-    if return_exceptions:
-        return results
-    for item in results:
-        if isinstance(item, Exception):
-            if isinstance(item, DispatchError):
-                item.results = results  # type: ignore[attr-defined]
-            raise item
-    return results
 
 
 __all__ = [
