@@ -517,35 +517,14 @@ async def acollect(
     specs = validate_pool(pool)
     by_name = {m.name: m for m in specs}
     names = list(models) if models is not None else list(by_name)
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise InputError(f"models {unknown} are not in the models file (it has {list(by_name)})")
-    if not names:
-        raise InputError("no models to collect")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InputError(f"concurrency must be a positive integer, got {concurrency!r}")
-    if limit_usd is not None and not (limit_usd >= 0 and math.isfinite(limit_usd)):
-        raise InputError(f"limit_usd must be a non-negative number of USD, got {limit_usd!r}")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InputError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-    default = grader if isinstance(grader, Grader) else make_grader(grader, pool=specs)
-    available = {default.name: default, **(graders or {})}
-    for q in questions:
-        if (q.grader or default.name) not in available:
-            raise InputError(f"question {q.id!r} names grader {q.grader!r}, which is not set up for this run")
+    _check_arguments(names, by_name, concurrency, limit_usd, max_tokens)
+    default, available = _set_up_graders(grader, graders, specs, questions)
     options: dict[str, Any] = {"num_retries": num_retries, **litellm_options}
     if max_tokens is not None:
         options["max_tokens"] = max_tokens
 
     with LogAppender(out, fsync=fsync) as appender:
-        for q in questions:
-            held = appender.done.get(q.id)
-            if held is not None and held["query"] != q.query:
-                raise CollectError(
-                    f"{appender.path} holds id {q.id!r} with another query text than the questions file; "
-                    "give the changed question a new id, or write to a new --out"
-                )
-        have = appender.pairs()
+        _check_resumable(appender, questions)
         run = _Run(
             pool=by_name,
             graders=available,
@@ -558,43 +537,113 @@ async def acollect(
             progress=progress,
             dispatcher=Dispatcher(specs),
         )
-        for name in names:
-            already = sum((q.id, name) in have for q in questions)
-            run.tallies[name] = ModelTally(total=len(questions), already=already)
-        todo = [(q, name) for q in questions for name in names if (q.id, name) not in have]
-        logger.info(
-            "collect: %d questions x %d models, %d pairs already in %s, %d to ask",
-            len(questions),
-            len(names),
-            len(questions) * len(names) - len(todo),
-            appender.path,
-            len(todo),
-        )
+        todo = _plan_pairs(run, questions, names)
         if progress is not None:
             progress.start(run.tallies)
-        pending: Iterator[tuple[Question, str]] = iter(todo)
+        await _run_workers(run, todo, concurrency)
+        report = _report(run, len(questions), started)
+    _log_failing(report)
+    return report
 
-        async def worker() -> None:
-            for question, name in pending:  # one shared iterator: each pair is taken by exactly one worker
-                await run.one(question, name)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:  # a failed write, Ctrl-C: stop every worker before the file is closed
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        report = CollectReport(
-            out=appender.path,
-            questions=len(questions),
-            tallies=run.tallies,
-            judge_cost=run.judge_cost,
-            stopped_by_limit=run.budget.refused,
-            torn_bytes=appender.torn_bytes,
-            wall_s=time.perf_counter() - started,
-        )
+def _check_arguments(
+    names: list[str],
+    by_name: Mapping[str, ModelSpec],
+    concurrency: int,
+    limit_usd: float | None,
+    max_tokens: int | None,
+) -> None:
+    """Raises :class:`InputError` on an unknown or empty model list, or a bad concurrency, limit or max_tokens."""
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise InputError(f"models {unknown} are not in the models file (it has {list(by_name)})")
+    if not names:
+        raise InputError("no models to collect")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InputError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if limit_usd is not None and not (limit_usd >= 0 and math.isfinite(limit_usd)):
+        raise InputError(f"limit_usd must be a non-negative number of USD, got {limit_usd!r}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InputError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+
+
+def _set_up_graders(
+    grader: str | Grader,
+    graders: Mapping[str, Grader] | None,
+    specs: Sequence[ModelSpec],
+    questions: Sequence[Question],
+) -> tuple[Grader, dict[str, Grader]]:
+    """The default grader and every grader by name; raises :class:`InputError` if a question's is missing."""
+    default = grader if isinstance(grader, Grader) else make_grader(grader, pool=specs)
+    available = {default.name: default, **(graders or {})}
+    for q in questions:
+        if (q.grader or default.name) not in available:
+            raise InputError(f"question {q.id!r} names grader {q.grader!r}, which is not set up for this run")
+    return default, available
+
+
+def _check_resumable(appender: LogAppender, questions: Sequence[Question]) -> None:
+    """Raises :class:`CollectError` when the output holds a question's id with another query text."""
+    for q in questions:
+        held = appender.done.get(q.id)
+        if held is not None and held["query"] != q.query:
+            raise CollectError(
+                f"{appender.path} holds id {q.id!r} with another query text than the questions file; "
+                "give the changed question a new id, or write to a new --out"
+            )
+
+
+def _plan_pairs(run: _Run, questions: Sequence[Question], names: list[str]) -> list[tuple[Question, str]]:
+    """Sets up every model's tally and returns the (question, model) pairs the output still lacks, logging both."""
+    have = run.appender.pairs()
+    for name in names:
+        already = sum((q.id, name) in have for q in questions)
+        run.tallies[name] = ModelTally(total=len(questions), already=already)
+    todo = [(q, name) for q in questions for name in names if (q.id, name) not in have]
+    logger.info(
+        "collect: %d questions x %d models, %d pairs already in %s, %d to ask",
+        len(questions),
+        len(names),
+        len(questions) * len(names) - len(todo),
+        run.appender.path,
+        len(todo),
+    )
+    return todo
+
+
+async def _run_workers(run: _Run, todo: list[tuple[Question, str]], concurrency: int) -> None:
+    """Asks every pair of ``todo`` through ``concurrency`` workers; on any failure stops them all and re-raises."""
+    pending: Iterator[tuple[Question, str]] = iter(todo)
+
+    async def worker() -> None:
+        for question, name in pending:  # one shared iterator: each pair is taken by exactly one worker
+            await run.one(question, name)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:  # a failed write, Ctrl-C: stop every worker before the file is closed
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _report(run: _Run, questions: int, started: float) -> CollectReport:
+    """The run's report (its wall time counted from ``started``, a ``time.perf_counter()`` value)."""
+    return CollectReport(
+        out=run.appender.path,
+        questions=questions,
+        tallies=run.tallies,
+        judge_cost=run.judge_cost,
+        stopped_by_limit=run.budget.refused,
+        torn_bytes=run.appender.torn_bytes,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _log_failing(report: CollectReport) -> None:
+    """Logs a warning for every model with failures in the run."""
     for name, tally in report.failing.items():
         logger.warning(
             "model %r: %d failed calls%s; last error: %s",
@@ -603,7 +652,6 @@ async def acollect(
             " (given up)" if tally.gave_up else "",
             tally.last_error,
         )
-    return report
 
 
 def collect(*args: Any, **kwargs: Any) -> CollectReport:

@@ -221,6 +221,69 @@ def evaluate(
     from eccos_core.router import Router
 
     names = [m.name for m in models]
+    test, truth, prediction = _routable_test(test, names, prediction)
+    if router is None:
+        router = Router.fit(models, train, make_predictor(predictor, show_progress=progress))
+    train_truth = train.scores(names)
+    train_success = np.nanmean(train_truth, axis=0)
+    alphas = list(alphas) if alphas is not None else default_alphas(train_success)
+
+    counting = tqdm(test.queries, desc="counting tokens", disable=not progress, leave=False)
+    input_tokens = np.array([count_text_tokens(q) for q in counting], dtype=float)
+    prediction = _test_prediction(router, test, prediction)
+    quality = prediction.quality
+    predicted_cost = cost_matrix(router.models, input_tokens, prediction.output_tokens)
+    cost = realized_cost(test, models, input_tokens)
+    n = len(truth)
+    batches = _batches(n, batch_size, seed)
+    measured = _Measured(truth, cost, quality, predicted_cost)
+    policies = _optimizer_policies(router, prediction, input_tokens, names, measured, alphas, batches, progress)
+    policies.update(_fixed_policies(names, measured, train_success, alphas, seed))
+    policies["knn"] = _knn_policy(measured)
+    if replay or replay_sorted or budget:
+        kinds = {"replay": replay, "replay_sorted": replay_sorted, "budget": budget}
+        arrays = (quality, predicted_cost, truth, cost)
+        policies.update(stream_policies(router, alphas, *arrays, test.tasks, seed=seed, progress=progress, **kinds))
+
+    report = EvalReport(policies, _describe(name, router, len(train), n, names, batch_size, seed, train_success))
+    report.comparison = compare(report)
+    return report
+
+
+def _describe(
+    name: str,
+    router: Router,
+    train_queries: int,
+    n: int,
+    names: list[str],
+    batch_size: int | None,
+    seed: int,
+    train_success: np.ndarray,
+) -> dict[str, Any]:
+    """The report's dataset description."""
+    return {
+        "name": name,
+        "train_queries": train_queries,
+        "test_queries": n,
+        "models": names,
+        "batch_size": batch_size or n,
+        "seed": seed,
+        "predictor": getattr(router.predictor, "kind", type(router.predictor).__name__),
+        "train_success": dict(zip(names, map(float, train_success), strict=True)),
+        "guard": router.guard.to_dict() if router.guard is not None else None,
+    }
+
+
+def _routable_test(
+    test: RoutingLogs, names: list[str], prediction: Prediction | None
+) -> tuple[RoutingLogs, np.ndarray, Prediction | None]:
+    """The test queries with an outcome for every pool model, their scores and their rows of ``prediction``.
+
+    The other queries are dropped with a warning.
+
+    Raises:
+        ValueError: No test query has an outcome for every pool model.
+    """
     truth = test.scores(names)
     complete = ~np.isnan(truth).any(axis=1)
     if not complete.all():
@@ -232,106 +295,116 @@ def evaluate(
             prediction = prediction.rows(np.flatnonzero(complete))
     if len(test) == 0:
         raise ValueError("no test query has an outcome for every model of the pool")
-    if router is None:
-        router = Router.fit(models, train, make_predictor(predictor, show_progress=progress))
-    train_truth = train.scores(names)
-    train_success = np.nanmean(train_truth, axis=0)
-    alphas = list(alphas) if alphas is not None else default_alphas(train_success)
+    return test, truth, prediction
 
-    counting = tqdm(test.queries, desc="counting tokens", disable=not progress, leave=False)
-    input_tokens = np.array([count_text_tokens(q) for q in counting], dtype=float)
+
+def _test_prediction(router: Router, test: RoutingLogs, prediction: Prediction | None) -> Prediction:
+    """The router's prediction for ``test`` (made here unless given, checked if given), in the planner's columns."""
     if prediction is None:
         prediction = router.predict(test.queries)
     elif prediction.quality.shape[0] != len(test):
         raise ValueError(f"prediction has {prediction.quality.shape[0]} rows for {len(test)} test queries")
-    prediction = prediction.select(router.planner.names)
-    quality = prediction.quality
-    predicted_cost = cost_matrix(router.models, input_tokens, prediction.output_tokens)
-    cost = realized_cost(test, models, input_tokens)
-    n, m = truth.shape
-    batches = _batches(n, batch_size, seed)
-    policies: dict[str, list[dict[str, Any]]] = {}
+    return prediction.select(router.planner.names)
 
-    def eccos_pick(alpha: float) -> Callable[[np.ndarray], tuple[np.ndarray, str]]:
+
+@dataclass(frozen=True)
+class _Measured:
+    """The test split's N×M arrays every policy is measured on."""
+
+    truth: np.ndarray
+    """Logged scores."""
+    cost: np.ndarray
+    """Realized (logged) cost of each call."""
+    quality: np.ndarray
+    """Predicted quality."""
+    predicted_cost: np.ndarray
+    """Predicted cost of each call."""
+
+    def point(self, key: str, value: float | None, chosen: np.ndarray, **extra: Any) -> dict[str, Any]:
+        """:func:`_point` of ``chosen`` on these arrays."""
+        return _point(key, value, chosen, self.truth, self.cost, self.quality, **extra)
+
+
+_Pick = Callable[[np.ndarray], tuple[np.ndarray, str]]
+
+
+def _optimizer_policies(
+    router: Router,
+    prediction: Prediction,
+    input_tokens: np.ndarray,
+    names: list[str],
+    measured: _Measured,
+    alphas: list[float],
+    batches: list[np.ndarray],
+    progress: bool,
+) -> dict[str, list[dict[str, Any]]]:
+    """The ``eccos``, ``per-query`` and ``oracle`` policies: batch by batch, at every α."""
+    truth, cost, quality, predicted_cost = measured.truth, measured.cost, measured.quality, measured.predicted_cost
+    n = len(truth)
+
+    def eccos_pick(alpha: float) -> _Pick:
         def pick(rows: np.ndarray) -> tuple[np.ndarray, str]:
             plan = router.plan_prediction(prediction.rows(rows), input_tokens[rows], alpha)
             return np.array([names.index(q.model) for q in plan.queries]), plan.status.value
 
         return pick
 
-    def per_query_pick(alpha: float) -> Callable[[np.ndarray], tuple[np.ndarray, str]]:
+    def per_query_pick(alpha: float) -> _Pick:
         def pick(rows: np.ndarray) -> tuple[np.ndarray, str]:
             a = per_query(predicted_cost[rows], quality[rows], alpha)
             return a.model_index, a.status.value
 
         return pick
 
-    def oracle_pick(alpha: float) -> Callable[[np.ndarray], tuple[np.ndarray, str]]:
+    def oracle_pick(alpha: float) -> _Pick:
         def pick(rows: np.ndarray) -> tuple[np.ndarray, str]:
             a = solve(cost[rows], truth[rows], alpha)
             return a.model_index, a.status.value
 
         return pick
 
+    policies: dict[str, list[dict[str, Any]]] = {}
     for policy, factory in (("eccos", eccos_pick), ("per-query", per_query_pick), ("oracle", oracle_pick)):
         points = []
         for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
             chosen, status = _route_batched(batches, n, factory(alpha))
             met = bool(truth[np.arange(n), chosen].mean() >= alpha - TOLERANCE)
-            points.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
+            points.append(measured.point("alpha", alpha, chosen, status=status, met=met))
         policies[policy] = points
+    return policies
 
-    for j, spec in enumerate(models):
-        policies[f"model:{spec.name}"] = [_point("alpha", None, np.full(n, j), truth, cost, quality)]
+
+def _fixed_policies(
+    names: list[str], measured: _Measured, train_success: np.ndarray, alphas: list[float], seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Every ``model:<name>`` policy, ``random`` and ``best-single``."""
+    n, m = measured.truth.shape
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for j, model in enumerate(names):
+        policies[f"model:{model}"] = [measured.point("alpha", None, np.full(n, j))]
     rng = np.random.default_rng(seed)
-    policies["random"] = [_point("alpha", None, rng.integers(0, m, size=n), truth, cost, quality)]
+    policies["random"] = [measured.point("alpha", None, rng.integers(0, m, size=n))]
 
     # cheapest model first, by predicted cost (prices and predicted lengths: nothing of the test outcomes)
-    price_rank = np.argsort(predicted_cost.mean(axis=0))
+    price_rank = np.argsort(measured.predicted_cost.mean(axis=0))
     best_single = []
     for alpha in alphas:
         ok = [j for j in price_rank if train_success[j] >= alpha]
         if ok:
-            best_single.append(_point("alpha", alpha, np.full(n, ok[0]), truth, cost, quality, model=names[ok[0]]))
+            best_single.append(measured.point("alpha", alpha, np.full(n, ok[0]), model=names[ok[0]]))
     policies["best-single"] = best_single
+    return policies
 
+
+def _knn_policy(measured: _Measured) -> list[dict[str, Any]]:
+    """RouterBench-style argmax of predicted quality − λ·cost, over a grid of λ."""
+    predicted_cost = measured.predicted_cost
     scale = float(np.mean(predicted_cost)) or 1.0
     knn = []
     for lam in [0.0, *np.logspace(-3, 2, 26).tolist()]:
-        chosen = np.argmax(quality - lam * predicted_cost / scale, axis=1)
-        knn.append(_point("lambda", float(lam), chosen, truth, cost, quality))
-    policies["knn"] = knn
-    if replay or replay_sorted or budget:
-        streams = stream_policies(
-            router,
-            alphas,
-            quality,
-            predicted_cost,
-            truth,
-            cost,
-            test.tasks,
-            seed=seed,
-            replay=replay,
-            replay_sorted=replay_sorted,
-            budget=budget,
-            progress=progress,
-        )
-        policies.update(streams)
-
-    dataset = {
-        "name": name,
-        "train_queries": len(train),
-        "test_queries": n,
-        "models": names,
-        "batch_size": batch_size or n,
-        "seed": seed,
-        "predictor": getattr(router.predictor, "kind", type(router.predictor).__name__),
-        "train_success": dict(zip(names, map(float, train_success), strict=True)),
-        "guard": router.guard.to_dict() if router.guard is not None else None,
-    }
-    report = EvalReport(policies, dataset)
-    report.comparison = compare(report)
-    return report
+        chosen = np.argmax(measured.quality - lam * predicted_cost / scale, axis=1)
+        knn.append(measured.point("lambda", float(lam), chosen))
+    return knn
 
 
 def _cheapest_reaching(points: list[dict[str, Any]], success: float) -> float | None:
@@ -577,76 +650,94 @@ def stream_policies(
     the queries in order, one at a time; its points carry ``target``, the stream's internal target. Budget points
     are keyed by the total budget (USD, predicted), and carry the plan's ``predicted_cost``.
     """
-    from eccos_core.optimize.budget import solve_budget
-
     n = len(truth)
-    rows = np.arange(n)
     order = np.random.default_rng(seed).permutation(n)
     labels = np.array(["" if t is None else str(t) for t in tasks])
     by_task = order[np.argsort(labels[order], kind="stable")]
+    measured = _Measured(truth, cost, quality, predicted_cost)
     out: dict[str, list[dict[str, Any]]] = {}
 
     if replay:
-        strict = []
-        for alpha in alphas:
-            goal = router.targets.batch(alpha, 1)
-            chosen = per_query(predicted_cost, quality, goal.target).model_index
-            status = "feasible" if goal.reachable else "quality_unreachable"
-            met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
-            strict.append(_point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met))
-        out["strict"] = strict
+        out["strict"] = _strict_policy(router, alphas, measured)
     orders = {"dual-replay": order} if replay else {}
     if replay_sorted:
         orders["dual-replay-sorted"] = by_task
     for policy, sequence in orders.items():
-        points = []
-        for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
-            target, reachable = router.targets.per_call(alpha)
-            stream = router.dual.new_quality_stream(alpha, target)
-            chosen = np.empty(n, dtype=int)
-            chosen[sequence] = stream.replay(quality[sequence], predicted_cost[sequence])
-            status = "feasible" if reachable else "quality_unreachable"
-            met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
-            points.append(
-                _point("alpha", alpha, chosen, truth, cost, quality, status=status, met=met, target=stream.target)
-            )
-        out[policy] = points
+        out[policy] = _dual_replay(router, alphas, measured, sequence, policy, progress)
     if budget:
-        cheapest = float(predicted_cost.min(axis=1).sum())
-        best = float(predicted_cost[rows, np.argmax(quality - 1e-12 * predicted_cost, axis=1)].sum())
-        grid = np.geomspace(max(cheapest, 1e-12), max(best, cheapest * 1.01, 1e-12), budgets)
-        batch, stream_points = [], []
-        for total in tqdm(grid, desc="budget", disable=not progress, leave=False):
-            found = solve_budget(predicted_cost, quality, float(total), time_limit=5.0)
-            batch.append(
-                _point(
-                    "budget",
-                    float(total),
-                    found.model_index,
-                    truth,
-                    cost,
-                    quality,
-                    status=found.status.value,
-                    predicted_cost=found.expected_cost,
-                )
-            )
-            stream = router.dual.new_budget_stream(float(total) / n)
-            chosen = np.empty(n, dtype=int)
-            chosen[order] = stream.replay(quality[order], predicted_cost[order])
-            stream_points.append(
-                _point(
-                    "budget",
-                    float(total),
-                    chosen,
-                    truth,
-                    cost,
-                    quality,
-                    predicted_cost=float(predicted_cost[rows, chosen].sum()),
-                )
-            )
-        out["budget"] = batch
-        out["budget-replay"] = stream_points
+        out["budget"], out["budget-replay"] = _budget_policies(router, measured, order, budgets, progress)
     return out
+
+
+def _strict_policy(router: Router, alphas: Sequence[float], measured: _Measured) -> list[dict[str, Any]]:
+    """``strict``: each query routed alone, as a batch of one, at every α."""
+    truth, quality, predicted_cost = measured.truth, measured.quality, measured.predicted_cost
+    rows = np.arange(len(truth))
+    strict = []
+    for alpha in alphas:
+        goal = router.targets.batch(alpha, 1)
+        chosen = per_query(predicted_cost, quality, goal.target).model_index
+        status = "feasible" if goal.reachable else "quality_unreachable"
+        met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
+        strict.append(measured.point("alpha", alpha, chosen, status=status, met=met))
+    return strict
+
+
+def _dual_replay(
+    router: Router,
+    alphas: Sequence[float],
+    measured: _Measured,
+    sequence: np.ndarray,
+    policy: str,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """A ``dual-replay`` policy: the queries sent one at a time in ``sequence``, at a fresh stream's price."""
+    truth, quality, predicted_cost = measured.truth, measured.quality, measured.predicted_cost
+    n = len(truth)
+    rows = np.arange(n)
+    points = []
+    for alpha in tqdm(alphas, desc=policy, disable=not progress, leave=False):
+        target, reachable = router.targets.per_call(alpha)
+        stream = router.dual.new_quality_stream(alpha, target)
+        chosen = np.empty(n, dtype=int)
+        chosen[sequence] = stream.replay(quality[sequence], predicted_cost[sequence])
+        status = "feasible" if reachable else "quality_unreachable"
+        met = bool(truth[rows, chosen].mean() >= alpha - TOLERANCE)
+        points.append(measured.point("alpha", alpha, chosen, status=status, met=met, target=stream.target))
+    return points
+
+
+def _budget_policies(
+    router: Router, measured: _Measured, order: np.ndarray, budgets: int, progress: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``budget`` and ``budget-replay``: the batch plan and the one-at-a-time replay over a grid of budgets."""
+    from eccos_core.optimize.budget import solve_budget
+
+    quality, predicted_cost = measured.quality, measured.predicted_cost
+    n = len(quality)
+    rows = np.arange(n)
+    cheapest = float(predicted_cost.min(axis=1).sum())
+    best = float(predicted_cost[rows, np.argmax(quality - 1e-12 * predicted_cost, axis=1)].sum())
+    grid = np.geomspace(max(cheapest, 1e-12), max(best, cheapest * 1.01, 1e-12), budgets)
+    batch, stream_points = [], []
+    for total in tqdm(grid, desc="budget", disable=not progress, leave=False):
+        found = solve_budget(predicted_cost, quality, float(total), time_limit=5.0)
+        batch.append(
+            measured.point(
+                "budget",
+                float(total),
+                found.model_index,
+                status=found.status.value,
+                predicted_cost=found.expected_cost,
+            )
+        )
+        stream = router.dual.new_budget_stream(float(total) / n)
+        chosen = np.empty(n, dtype=int)
+        chosen[order] = stream.replay(quality[order], predicted_cost[order])
+        stream_points.append(
+            measured.point("budget", float(total), chosen, predicted_cost=float(predicted_cost[rows, chosen].sum()))
+        )
+    return batch, stream_points
 
 
 def format_streams(report: EvalReport) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.errors import InputError, PredictorStateError
+from eccos_core.logs import MAX_OUTCOME_VALUE
 from eccos_core.messages import normalize, query_text
 from eccos_core.planner import clean_tokens
 from eccos_core.pricing import cost_matrix
@@ -74,9 +75,12 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
         isinstance(output_tokens, bool)
         or not isinstance(output_tokens, numbers.Real)
         or not math.isfinite(output_tokens)
-        or output_tokens < 0
+        or not 0 <= output_tokens <= MAX_OUTCOME_VALUE
     ):
-        raise InputError(f"output_tokens must be a non-negative number or None, got {output_tokens!r}")
+        raise InputError(
+            f"output_tokens must be a number in [0, {MAX_OUTCOME_VALUE:.0e}] (what the log loader accepts) or None, "
+            f"got {output_tokens!r}"
+        )
     text = query_text(normalize(query, 0))
     _learner(router, "add_outcomes").add_outcomes(
         [text], model, [float(score)], None if output_tokens is None else [float(output_tokens)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import numbers
 import os
 import re
@@ -68,11 +69,24 @@ def _visible(text: str) -> bool:
     return any(not (ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc")) for ch in text)
 
 
+def _check_encodable(text: str, where: str) -> None:
+    """A text no provider can receive (a lone UTF-16 surrogate, e.g. from a bad JSON decode) is an input error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where} holds a lone surrogate ({text[exc.start]!r} at position {exc.start}), which is not valid "
+            "Unicode text and cannot be sent: repair the text, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8')"
+        ) from None
+
+
 def normalize(query: Any, index: int) -> list[Message]:
     """The query as a message list, checking that every message has text, tool calls or an image."""
     if isinstance(query, str):
         if not _visible(query):
             raise InputError(f"query {index} has no text: give the prompt text")
+        _check_encodable(query, f"query {index}")
         return [{"role": "user", "content": query}]
     if isinstance(query, Mapping):
         raise InputError(f"query {index} is a single message; wrap it in a list: [{{'role': 'user', 'content': ...}}]")
@@ -89,6 +103,7 @@ def normalize(query: Any, index: int) -> list[Message]:
                 f"query {index}, message {k}: expected a dict with 'role' and 'content', got {type(message).__name__}"
             )
         text = message_text(message, index, k)
+        _check_encodable(text, f"query {index}, message {k}")
         carries = message.get("tool_calls") or message.get("function_call") or has_image(message)
         if not _visible(text) and not carries and message.get("role") != "tool":
             raise InputError(
@@ -217,7 +232,29 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise InputError(f"the router chooses {reserved} itself; pass the prompt as the first argument")
     if options.get("stream"):
         raise InputError("stream is set by the router: call Router.stream / astream to stream a routed call")
+    for key, low, high, strict in _BOUNDED_OPTIONS:
+        value = options.get(key)
+        if value is None:
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+        if not ok or value < low or value > high or (strict and value == low):
+            bounds = f"{'above' if strict else 'at least'} {low:g}" + (
+                f" and at most {high:g}" if high < math.inf else ""
+            )
+            raise InputError(f"{key} must be a finite number {bounds}, got {value!r}")
     return dict(options)
+
+
+_BOUNDED_OPTIONS: tuple[tuple[str, float, float, bool], ...] = (
+    ("temperature", 0.0, 2.0, False),
+    ("top_p", 0.0, 1.0, False),
+    ("timeout", 0.0, math.inf, True),
+    ("num_retries", 0.0, 100.0, False),
+    ("presence_penalty", -2.0, 2.0, False),
+    ("frequency_penalty", -2.0, 2.0, False),
+)
+"""Client options checked before any request: ``(name, low, high, low excluded)``. A bad value is the caller's
+mistake, reported as such, not a provider failure after every model was tried."""
 
 
 def needs_of(messages: Sequence[Message], options: Mapping[str, Any]) -> Needs:

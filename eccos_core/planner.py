@@ -28,22 +28,25 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import Decision, DualPrices
+from eccos_core.dual import DualPrices
 from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import Message, Needs, count_input_tokens, needs_of, normalize, query_text
-from eccos_core.optimize import SolveStatus, solve
-from eccos_core.optimize.budget import solve_budget
+from eccos_core.optimize import SolveStatus
+from eccos_core.plans import QueryPlan, RoutingPlan
+from eccos_core.policies import budget as budget_policy
+from eccos_core.policies import joint, per_call
 from eccos_core.predictors.base import Prediction, Predictor
-from eccos_core.pricing import ModelSpec, cost_matrix
-from eccos_core.targets import BatchGoal, Targets, require_margin
+from eccos_core.pricing import ModelSpec
+from eccos_core.targets import Targets, require_margin
 from eccos_core.validation import (
+    DEFAULT_POLICY,
     POLICIES,
     check_alpha,
     check_confidence,
@@ -57,9 +60,6 @@ logger = logging.getLogger("eccos.planner")
 Capacity = Mapping[str, int | None] | Sequence[int | None] | None
 """Per-batch caps: ``{name: cap}`` or one entry per pool model (``None`` = no cap)."""
 
-"""How a single call is routed: ``"dual"`` keeps the mean over the calls (a price on quality), ``"strict"``
-makes every call reach ``min_quality`` (or fit ``budget``) on its own."""
-
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called by a large plan as it goes (stage ``"predict"``, then ``"solve"``)."""
 
@@ -67,121 +67,6 @@ PROGRESS_CHUNK = 2048
 """Queries predicted per step of a large batch; between steps the plan reports progress. The encoder batches
 within a step anyway, so the steps cost nothing measurable (at ~6 ms per query on 2 CPU cores a step takes
 about 12 s, and a 50,000-query plan about five minutes, most of it embedding)."""
-
-
-@dataclass(frozen=True)
-class QueryPlan:
-    """Where one query goes, what the router predicted for it there, and where it goes if that fails."""
-
-    index: int
-    """Position of the query in its batch."""
-    model: str
-    """Pool name of the chosen model."""
-    p_success: float
-    """Predicted probability that the chosen model answers well."""
-    output_tokens: float
-    """Predicted completion tokens on the chosen model."""
-    cost: float
-    """Predicted USD cost on the chosen model (prompt + predicted completion)."""
-    input_tokens: int
-    """Prompt tokens, counted with :data:`~eccos_core.messages.TOKENIZER_MODEL`'s tokenizer."""
-    chain: tuple[str, ...]
-    """Fallbacks in the order they are tried when the chosen model's provider fails."""
-    allowed: tuple[str, ...]
-    """Every pool model that could serve this query (window, capabilities, caps)."""
-    status: SolveStatus
-    """Status of the batch's plan (see :attr:`RoutingPlan.status`)."""
-    message: str
-    """The batch plan's explanation (why a target was unreachable, a gap), or ``""``."""
-    solver: str
-    """Optimizer method that produced the batch's plan."""
-    batch_size: int
-    """Queries planned together with this one."""
-    min_quality: float
-    """The requested mean success of the batch (0.0 in budget mode)."""
-    budget: float | None = None
-    """Budget mode: the batch's total budget (USD), or for a single call priced per call the budget per call."""
-    price: float | None = None
-    """Per-call routing: the price λ (USD per unit of p(success)) the call was routed at; ``None`` for a batch
-    plan, or when the target was out of reach and the call went to its best model."""
-    confidence: float | None = None
-    """The batch's requested confidence (see :attr:`RoutingPlan.confidence`), or ``None``."""
-    margin: float | None = None
-    """The realized-success margin the batch was routed with for its confidence (see :attr:`RoutingPlan.margin`)."""
-
-    @classmethod
-    def direct(cls, model: str, index: int = 0) -> QueryPlan:
-        """A plan that sends to ``model`` alone, with no prediction and no fallback (collection, pinned calls)."""
-        return cls(
-            index=index,
-            model=model,
-            p_success=float("nan"),
-            output_tokens=float("nan"),
-            cost=float("nan"),
-            input_tokens=0,
-            chain=(),
-            allowed=(model,),
-            status=SolveStatus.OPTIMAL,
-            message="sent to a fixed model, not routed",
-            solver="direct",
-            batch_size=1,
-            min_quality=0.0,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (for response metadata and traces)."""
-        out = asdict(self)
-        out["status"] = self.status.value
-        out["chain"] = list(self.chain)
-        out["allowed"] = list(self.allowed)
-        return out
-
-
-@dataclass(frozen=True)
-class RoutingPlan:
-    """The assignment of a whole batch, with what the optimizer could and could not promise."""
-
-    queries: tuple[QueryPlan, ...]
-    """One entry per query, in the order given."""
-    min_quality: float
-    """The caller's requested mean success."""
-    target_quality: float
-    """The mean predicted p(success) the optimizer had to reach: the quality guard's correction of
-    ``min_quality`` for the optimizer's selection bias."""
-    expected_quality: float
-    """Mean predicted p(success) of the plan."""
-    expected_cost: float
-    """Sum of predicted USD costs of the plan."""
-    status: SolveStatus
-    """``optimal``; ``feasible``; or ``quality_unreachable`` (the plan maximises quality instead; the message says
-    why).
-
-    ``feasible`` means the plan meets the target quality (and every cap) but is not proven the cheapest that
-    does: the optimizer stopped at the router's ``time_limit`` (as it can on very large batches with binding
-    caps) or used a heuristic, and returned the best plan found. Its cost is at most ``gap`` above the optimum,
-    where the message gives the gap when the solver bounded it. Every promise of the plan holds; only its
-    optimality is unproven. Raise ``time_limit`` for a proof."""
-    message: str
-    """The planner's explanation, e.g. the best reachable quality when the target is out of reach."""
-    solver: str
-    """Optimizer method that produced the plan."""
-    budget: float | None = None
-    """Budget mode: the total budget (USD) of a batch, or the budget per call of a single call priced per call."""
-    caps: Mapping[str, int | None] = field(default_factory=dict)
-    """Per-model caps this batch was planned under (``None`` = no cap); dispatch keeps fallbacks within them."""
-    confidence: float | None = None
-    """Per-batch guarantee: the requested probability that *this* batch's realized mean success reaches
-    ``min_quality`` (queries exchangeable with the routing logs); ``None``: ``min_quality`` holds on average
-    over batches."""
-    margin: float | None = None
-    """With :attr:`confidence`: the realized-success margin for a batch of this size
-    (:meth:`eccos_core.guarantee.BatchMargin.margin`); the batch was routed at the guard's target for
-    ``min_quality + margin``. ``None`` without a confidence."""
-
-    @property
-    def models(self) -> list[str]:
-        """Chosen model names, one per query, in order."""
-        return [q.model for q in self.queries]
 
 
 @dataclass(frozen=True)
@@ -207,7 +92,16 @@ class CallInputs:
 
 
 class Planner:
-    """Decides where each query of a batch goes; shared by the router, the framework shells and the proxy."""
+    """Decides where each query of a batch goes; shared by the router, the framework shells and the proxy.
+
+    It prepares a plan's inputs (messages, needs, prompt tokens, the allowed models, predictions) and hands them
+    to a policy of :mod:`eccos_core.policies`: joint (a batch, or ``policy="strict"``), budget, or per call.
+    """
+
+    @property
+    def progress_chunk(self) -> int:
+        """Queries predicted (and reported) per step of a large batch (:data:`PROGRESS_CHUNK`)."""
+        return PROGRESS_CHUNK
 
     def __init__(
         self,
@@ -262,12 +156,13 @@ class Planner:
         started, parts = time.perf_counter(), []
         for start in range(0, len(texts), PROGRESS_CHUNK):
             parts.append(self.predictor.predict(texts[start : start + PROGRESS_CHUNK]).select(self.names))
-            self._report("predict", min(start + PROGRESS_CHUNK, len(texts)), len(texts), started)
+            self.report("predict", min(start + PROGRESS_CHUNK, len(texts)), len(texts), started)
         quality = np.concatenate([part.quality for part in parts])
         tokens = np.concatenate([part.output_tokens for part in parts])
         return clean(Prediction(self.names, quality, tokens))
 
-    def _report(self, stage: str, done: int, total: int, started: float) -> None:
+    def report(self, stage: str, done: int, total: int, started: float) -> None:
+        """Log a large plan's progress (INFO) and pass it to :attr:`progress`."""
         logger.info("plan: %s %d/%d queries (%.1f s)", stage, done, total, time.perf_counter() - started)
         if self.progress is not None:
             self.progress(stage, done, total)
@@ -308,8 +203,8 @@ class Planner:
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
         prediction = self.predict([query_text(m) for m in messages])
         if budget is not None:
-            return PlannedBatch(self.solve_budget(prediction, tokens, budget, caps, needs), messages, caps)
-        return PlannedBatch(self.solve(prediction, tokens, alpha, caps, needs, confidence), messages, caps)
+            return PlannedBatch(budget_policy.plan(self, prediction, tokens, budget, caps, needs), messages, caps)
+        return PlannedBatch(joint.plan(self, prediction, tokens, alpha, caps, needs, confidence), messages, caps)
 
     def plan_call(
         self,
@@ -318,7 +213,7 @@ class Planner:
         capacity: Capacity = None,
         options: Mapping[str, Any] = {},
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
     ) -> PlannedBatch:
         """Plan one call.
@@ -336,7 +231,7 @@ class Planner:
         alpha, budget = check_goal(min_quality, budget)
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
         call = self.call_inputs(query, caps, options)
-        plan = self.price_call(call.prediction, call.tokens, call.allowed, alpha, budget)
+        plan = per_call.price_call(self, call.prediction, call.tokens, call.allowed, alpha, budget)
         return PlannedBatch(plan, [call.messages], caps)
 
     def call_inputs(
@@ -378,8 +273,8 @@ class Planner:
             raise InputError("the batch is empty: give at least one query")
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
         if budget is not None:
-            return self.solve_budget(clean(prediction.select(self.names)), tokens, budget, caps, None)
-        return self.solve(clean(prediction.select(self.names)), tokens, alpha, caps, None, confidence)
+            return budget_policy.plan(self, clean(prediction.select(self.names)), tokens, budget, caps, None)
+        return joint.plan(self, clean(prediction.select(self.names)), tokens, alpha, caps, None, confidence)
 
     # ---------------------------------------------------------------------------------------- solving
     def allowed(self, tokens: np.ndarray, caps: Sequence[int | None], needs: Sequence[Needs] | None) -> np.ndarray:
@@ -407,95 +302,7 @@ class Planner:
                 )
         return allowed
 
-    def solve(
-        self,
-        prediction: Prediction,
-        tokens: np.ndarray,
-        alpha: float,
-        caps: Sequence[int | None],
-        needs: Sequence[Needs] | None,
-        confidence: float | None = None,
-    ) -> RoutingPlan:
-        """The optimizer's plan for a batch whose predictions, tokens and needs are known."""
-        goal = self.targets.batch(alpha, len(tokens), confidence)
-        target = goal.target  # out of the guard's measured range: the best assignment the caps allow
-        allowed = self.allowed(tokens, caps, needs)
-        quality = prediction.quality
-        cost = cost_matrix(self.pool, tokens, prediction.output_tokens)
-        started = time.perf_counter()
-        large = len(tokens) > PROGRESS_CHUNK
-        if large:
-            self._report("solve", 0, len(tokens), started)
-        try:
-            assignment = solve(
-                cost,
-                quality,
-                target,
-                list(caps) if any(c is not None for c in caps) else None,
-                allowed=None if allowed.all() else allowed,
-                method=self.method,
-                time_limit=self.time_limit,
-            )
-        except CapacityError as exc:
-            raise self._solver_error(exc) from None
-        if large:
-            self._report("solve", len(tokens), len(tokens), started)
-        index = np.asarray(assignment.model_index, dtype=int)
-        status, message = self._status(assignment.status, assignment.message, goal)
-        chains = self._chains(index, quality, cost, allowed, caps, target)
-        plan = self._assemble(
-            index, prediction, tokens, cost, allowed, caps, chains, status, message, assignment.method,
-            min_quality=alpha, target=target, confidence=goal.confidence, margin=goal.margin,
-        )  # fmt: skip
-        entries = plan.queries
-        logger.debug(
-            "planned %d queries at min_quality %.3f (internal target %.3f): %s, quality %.3f, cost $%.6g via %s",
-            len(entries),
-            alpha,
-            target,
-            status.value,
-            plan.expected_quality,
-            plan.expected_cost,
-            plan.solver,
-        )
-        return plan
-
-    def solve_budget(
-        self,
-        prediction: Prediction,
-        tokens: np.ndarray,
-        budget: float,
-        caps: Sequence[int | None],
-        needs: Sequence[Needs] | None,
-    ) -> RoutingPlan:
-        """The best plan (mean predicted quality) whose total predicted cost fits ``budget`` USD."""
-        allowed = self.allowed(tokens, caps, needs)
-        quality = prediction.quality
-        cost = cost_matrix(self.pool, tokens, prediction.output_tokens)
-        try:
-            found = solve_budget(
-                cost,
-                quality,
-                budget,
-                list(caps) if any(c is not None for c in caps) else None,
-                allowed=None if allowed.all() else allowed,
-                time_limit=self.time_limit,
-            )
-        except CapacityError as exc:
-            raise self._solver_error(exc) from None
-        index = np.asarray(found.model_index, dtype=int)
-        message = found.message
-        if found.status is SolveStatus.FEASIBLE and not message:
-            message = f"within {found.gap:.2e} of the best mean quality the budget buys (not proven optimal)"
-        if found.status is SolveStatus.QUALITY_UNREACHABLE:
-            logger.info("%s", message)
-        chains = self._budget_chains(index, quality, cost, allowed, caps, budget)
-        return self._assemble(
-            index, prediction, tokens, cost, allowed, caps, chains, found.status, message, found.method,
-            min_quality=0.0, target=0.0, budget=budget,
-        )  # fmt: skip
-
-    def _assemble(
+    def assemble(
         self,
         index: np.ndarray,
         prediction: Prediction,
@@ -553,188 +360,10 @@ class Planner:
             margin=margin,
         )
 
-    def _solver_error(self, exc: CapacityError) -> CapacityError:
+    def solver_error(self, exc: CapacityError) -> CapacityError:
         """The optimizer's cap error with its columns named: it speaks in columns, the caller knows names."""
         columns = ", ".join(f"{j}={name}" for j, name in enumerate(self.names))
         return CapacityError(f"{exc} (model columns: {columns})")
-
-    def price_call(
-        self,
-        prediction: Prediction,
-        tokens: np.ndarray,
-        allowed: np.ndarray,
-        alpha: float | None,
-        budget: float | None,
-    ) -> RoutingPlan:
-        """Route one call at its stream's price (per ``min_quality``, or per-call ``budget``) and record it."""
-        quality = prediction.quality
-        cost = cost_matrix(self.pool, tokens, prediction.output_tokens)
-        if budget is None:
-            assert alpha is not None
-            target, reachable = self.targets.per_call(alpha)
-            decision = self.dual.quality_stream(alpha, target).route(quality[0], cost[0], allowed[0])
-        else:
-            reachable = True
-            decision = self.dual.budget_stream(budget).route(quality[0], cost[0], allowed[0])
-        status, message = self._call_status(decision, alpha, budget, reachable)
-        j = decision.model
-        entry = QueryPlan(
-            index=0,
-            model=self.names[j],
-            p_success=float(quality[0, j]),
-            output_tokens=float(prediction.output_tokens[0, j]),
-            cost=float(cost[0, j]),
-            input_tokens=int(tokens[0]),
-            chain=tuple(self.names[k] for k in decision.order[1:]),
-            allowed=tuple(n for n, ok in zip(self.names, allowed[0], strict=False) if ok),
-            status=status,
-            message=message,
-            solver="dual" if budget is None else "dual-budget",
-            batch_size=1,
-            min_quality=0.0 if alpha is None else alpha,
-            budget=budget,
-            price=decision.price if math.isfinite(decision.price) else None,
-        )
-        return RoutingPlan(
-            queries=(entry,),
-            min_quality=entry.min_quality,
-            target_quality=decision.target if budget is None else 0.0,
-            expected_quality=entry.p_success,
-            expected_cost=entry.cost,
-            status=status,
-            message=message,
-            solver=entry.solver,
-            budget=budget,
-        )
-
-    def _call_status(
-        self, decision: Decision, alpha: float | None, budget: float | None, reachable: bool
-    ) -> tuple[SolveStatus, str]:
-        """A per-call plan's status: what the stream's price promises, and when it cannot."""
-        if budget is not None:
-            if not decision.met:
-                return SolveStatus.QUALITY_UNREACHABLE, (
-                    f"budget ${budget:.6g} per call is below what recent calls cost on their cheapest models; "
-                    "routed to the cheapest"
-                )
-            return SolveStatus.FEASIBLE, (
-                f"priced per call at {decision.price:.6g} USD per unit of p(success): the mean predicted cost of "
-                f"the calls routed with budget ${budget:.6g} stays within it, not each call's own"
-            )
-        if not reachable:
-            best = self.targets.per_call_best
-            message = (
-                f"min_quality {alpha:.3f} is unreachable: on held-out training queries this router's best per-call "
-                f"routing reached {best:.3f} realized success; routed the call to its highest-quality model"
-            )
-            logger.info("%s", message)
-            return SolveStatus.QUALITY_UNREACHABLE, message
-        if not decision.met:
-            message = (
-                f"recent calls are harder than the training queries: even on their best models their mean predicted "
-                f"p(success) is below {decision.target:.3f}, the internal target for min_quality {alpha:.3f}; "
-                "routed the call to its highest-quality model"
-            )
-            logger.info("%s", message)
-            return SolveStatus.QUALITY_UNREACHABLE, message
-        return SolveStatus.FEASIBLE, (
-            f"priced per call at {decision.price:.6g} USD per unit of p(success): min_quality {alpha:.3f} holds for "
-            "the mean of the calls routed with it, not for each call on its own (policy='strict' for that)"
-        )
-
-    def _status(self, status: SolveStatus, message: str, goal: BatchGoal) -> tuple[SolveStatus, str]:
-        """The plan's status and a message that names the user's ``min_quality`` and the internal target apart."""
-        alpha, target = goal.alpha, goal.target
-        asked = f"min_quality {alpha:.3f}"
-        if goal.confidence is not None:
-            asked += (
-                f" at confidence {goal.confidence:.3g} (a margin of {goal.margin:.3f} for a batch of "
-                f"{goal.batch_size}: {min(1.0, alpha + (goal.margin or 0.0)):.3f} realized success)"
-            )
-        refused = "; the guarantee cannot be given" if goal.confidence is not None else ""
-        if not goal.reachable:
-            message = (
-                f"{asked} is unreachable: on held-out training queries this router's best routing reached "
-                f"{self.targets.guard.max_quality:.3f} realized success{refused}; routed every query to the "
-                "highest-quality model the caps allow"
-            )
-            status = SolveStatus.QUALITY_UNREACHABLE
-        elif status is SolveStatus.QUALITY_UNREACHABLE:
-            message = (
-                f"{asked} needs a mean predicted p(success) of {target:.3f} on this batch (the guard's correction "
-                f"for selection bias), which its models cannot reach{refused}; routed to the best they can: "
-                f"{message}"
-            )
-        if status is SolveStatus.QUALITY_UNREACHABLE:
-            logger.info("%s", message)
-        elif status is SolveStatus.FEASIBLE:
-            proof = f" ({message})" if message else ""
-            message = (
-                f"meets the target {target:.3f} but is not proven the cheapest plan that does: the optimizer stopped "
-                f"at its time limit ({self.time_limit:g} s) or used a heuristic{proof}"
-            )
-            logger.info("%s", message)
-        return status, message
-
-    def _chains(
-        self,
-        index: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        allowed: np.ndarray,
-        caps: Sequence[int | None],
-        target: float,
-    ) -> list[tuple[str, ...]]:
-        """Each query's fallbacks, fixed at plan time.
-
-        Allowed models with room under their caps: cheapest first among those that keep the batch's mean
-        predicted quality on target, then the rest by quality.
-        """
-        n = len(index)
-        counts = np.bincount(index, minlength=len(self.pool))
-        room = np.array([cap is None or counts[j] < cap for j, cap in enumerate(caps)])
-        rows = np.arange(n)
-        total = float(quality[rows, index].sum())
-        chains = []
-        for i in range(n):
-            others = total - quality[i, index[i]]
-            candidates = [j for j in np.flatnonzero(allowed[i] & room) if j != index[i]]
-            keeps = [j for j in candidates if (others + quality[i, j]) / n >= target - 1e-9]
-            rest = [j for j in candidates if j not in keeps]
-            ordered = sorted(keeps, key=lambda j: (cost[i, j], -quality[i, j]))
-            ordered += sorted(rest, key=lambda j: (-quality[i, j], cost[i, j]))
-            chains.append(tuple(self.names[j] for j in ordered))
-        return chains
-
-    def _budget_chains(
-        self,
-        index: np.ndarray,
-        quality: np.ndarray,
-        cost: np.ndarray,
-        allowed: np.ndarray,
-        caps: Sequence[int | None],
-        budget: float,
-    ) -> list[tuple[str, ...]]:
-        """Each query's fallbacks in budget mode.
-
-        Allowed models with room under their caps: best first among those that keep the batch within budget,
-        then the rest, cheapest first.
-        """
-        n = len(index)
-        counts = np.bincount(index, minlength=len(self.pool))
-        room = np.array([cap is None or counts[j] < cap for j, cap in enumerate(caps)])
-        rows = np.arange(n)
-        total = float(cost[rows, index].sum())
-        chains = []
-        for i in range(n):
-            others = total - cost[i, index[i]]
-            candidates = [j for j in np.flatnonzero(allowed[i] & room) if j != index[i]]
-            keeps = [j for j in candidates if others + cost[i, j] <= budget * (1 + 1e-12)]
-            rest = [j for j in candidates if j not in keeps]
-            ordered = sorted(keeps, key=lambda j: (-quality[i, j], cost[i, j]))
-            ordered += sorted(rest, key=lambda j: (cost[i, j], -quality[i, j]))
-            chains.append(tuple(self.names[j] for j in ordered))
-        return chains
 
 
 def check_goal(min_quality: Any, budget: Any) -> tuple[float | None, float | None]:

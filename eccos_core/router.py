@@ -21,32 +21,30 @@ import asyncio
 import logging
 import numbers
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eccos_core import feedback
 from eccos_core.batching import arun_all, check_concurrency, finish, run_all
 from eccos_core.calibration import QualityGuard
 from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger, RoutedResponse, RoutedStream
 from eccos_core.dual import DualPrices
-from eccos_core.errors import ConfigError, InputError, PredictorStateError
+from eccos_core.errors import InputError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
-from eccos_core.logs import RoutingLogs
-from eccos_core.messages import TOKENIZER_MODEL, Query, check_options, count_text_tokens
+from eccos_core.lifecycle import RouterLifecycle, out_of_fold_problem, training_problem
+from eccos_core.messages import TOKENIZER_MODEL, Query, check_options
 from eccos_core.optimize import METHODS
-from eccos_core.persistence import load_router, save_router
-from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, RoutingPlan, clean, clean_tokens
+from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, RoutingPlan
 from eccos_core.predictors.base import Prediction, Predictor
-from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
+from eccos_core.pricing import ModelSpec, validate_pool
 from eccos_core.redaction import redact
-from eccos_core.targets import Targets, fit_targets
+from eccos_core.targets import Targets
+from eccos_core.validation import DEFAULT_POLICY
 
 logger = logging.getLogger("eccos.router")
 
 
-class Router:
+class Router(RouterLifecycle):
     """Routes LLM calls to the cheapest pool models whose predicted mean success reaches ``min_quality``.
 
     Example:
@@ -128,193 +126,6 @@ class Router:
             f"method={self.method!r})"
         )
 
-    # ---------------------------------------------------------------------------------- construction
-    @property
-    def models(self) -> tuple[ModelSpec, ...]:
-        """The pool, in column order of every matrix the router builds."""
-        return self.planner.pool
-
-    @property
-    def predictor(self) -> Predictor:
-        """Predicts p(success) and output tokens per (query, model)."""
-        return self.planner.predictor
-
-    @property
-    def targets(self) -> Targets:
-        """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
-        return self.planner.targets
-
-    @property
-    def guard(self) -> QualityGuard:
-        """Turns ``min_quality`` into a batch's internal target (part of :attr:`targets`)."""
-        return self.planner.guard
-
-    @property
-    def margin(self) -> BatchMargin | None:
-        """The per-batch margin behind ``confidence=`` (``None``: this router cannot give the guarantee)."""
-        return self.planner.margin
-
-    @property
-    def dual(self) -> DualPrices:
-        """Per-call prices: the fitted curve and one online stream per ``min_quality`` / per-call budget."""
-        return self.planner.dual
-
-    def reset_dual(self, min_quality: float | None = None, *, budget: float | None = None) -> None:
-        """Forget what the per-call prices learned from recent calls: of one stream, or (no argument) of all.
-
-        The fitted curve stays; the next call of a reset stream is priced from the training queries alone.
-        """
-        self.planner.dual.reset(min_quality, budget)
-
-    @property
-    def method(self) -> str:
-        """Optimizer method passed to :func:`eccos_core.optimize.solve`."""
-        return self.planner.method
-
-    @property
-    def time_limit(self) -> float:
-        """Optimizer time limit per batch, in seconds."""
-        return self.planner.time_limit
-
-    def spec(self, name: str) -> ModelSpec:
-        """The pool entry called ``name``.
-
-        Raises:
-            ConfigError: No pool model has that name.
-        """
-        for spec in self.models:
-            if spec.name == name:
-                return spec
-        raise ConfigError(f"model {name!r} is not in the pool {list(self.planner.names)}")
-
-    @classmethod
-    def fit(
-        cls,
-        models: Sequence[ModelSpec],
-        logs: RoutingLogs,
-        predictor: Predictor | None = None,
-        *,
-        calibrate: bool = True,
-        **kwargs: Any,
-    ) -> Router:
-        """Fit a predictor on routing logs and, from its out-of-fold predictions, the quality guard and prices.
-
-        The guard is what makes ``min_quality`` mean *realized* success: it routes the training queries with
-        predictions made without their own outcomes and measures how far the optimizer's picks fall short.
-        The per-call prices (:mod:`eccos_core.dual`) are measured the same way, routing those queries one at a
-        time, and so is the per-batch margin behind ``confidence=`` (:mod:`eccos_core.guarantee`), routing
-        random batches of them.
-
-        Args:
-            models: The pool; every name must have outcomes in ``logs``.
-            logs: Routing logs to learn from.
-            predictor: Unfitted predictor to use; default
-                :class:`~eccos_core.predictors.retrieval.RetrievalPredictor`.
-            calibrate: Fit the quality guard, the per-call prices and the batch margin (needs
-                ``predictor.out_of_fold``); else ``min_quality`` bounds predicted success and ``confidence=`` is
-                refused.
-            **kwargs: Passed to :class:`Router` (``method``, ``time_limit``, ``max_concurrency``).
-
-        Raises:
-            ConfigError: A pool model has no outcome anywhere in ``logs``.
-        """
-        pool = validate_pool(models)
-        names = [m.name for m in pool]
-        absent = [name for name in names if name not in set(logs.models)]
-        if absent:
-            raise ConfigError(
-                f"the routing logs have no outcomes for pool models {absent} (they cover {sorted(logs.models)}); "
-                "add logs for them or drop them from the pool"
-            )
-        if predictor is None:
-            from eccos_core.predictors.retrieval import RetrievalPredictor
-
-            predictor = RetrievalPredictor()
-        predictor.fit(logs)
-        problem = out_of_fold_problem(pool, logs, predictor) if calibrate else None
-        if problem is None:
-            return cls(pool, predictor, None, **kwargs)
-        oof, scores, cost = problem
-        targets = fit_targets(oof, scores, cost, method=kwargs.get("method", "auto"))
-        return cls.from_targets(pool, predictor, targets, **kwargs)
-
-    @classmethod
-    def from_targets(cls, models: Sequence[ModelSpec], predictor: Predictor, targets: Targets, **kwargs: Any) -> Router:
-        """A router over fitted ``targets`` (:func:`~eccos_core.targets.fit_targets`); ``kwargs`` as in Router."""
-        dual = DualPrices(targets.curve)
-        return cls(models, predictor, targets.guard, dual=dual, margin=targets.margin, **kwargs)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the router into directory ``path``.
-
-        Pool (credentials redacted), guard, per-call prices (with every stream's recent calls), batch margin and
-        predictor.
-        """
-        settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
-        return save_router(path, self.models, self.predictor, self.guard, settings, dual=self.dual, margin=self.margin)
-
-    @classmethod
-    def load(cls, path: str | Path, models: Sequence[ModelSpec] | None = None) -> Router:
-        """Read a router written by :meth:`save`.
-
-        Credentials are never saved, so a loaded pool reaches providers with LiteLLM's environment variables
-        (``OPENAI_API_KEY``, ...) unless ``models`` supplies the real pool.
-
-        Raises:
-            PredictorStateError: A file of the saved router or its predictor is missing or unreadable.
-            ConfigError: ``models`` names other models than the saved pool.
-        """
-        saved = load_router(path, models)
-        settings = saved.settings
-        try:
-            return cls(
-                saved.pool,
-                saved.predictor,
-                saved.guard,
-                method=str(settings.get("method", "auto")),
-                time_limit=float(settings.get("time_limit", 10.0)),
-                max_concurrency=settings.get("max_concurrency", 8),
-                dual=saved.dual,
-                margin=saved.margin,
-            )
-        except InputError as exc:
-            raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None
-
-    @classmethod
-    def default(cls, cache_dir: str | Path | None = None) -> Router:
-        """The bundled pool, with a predictor and guard fitted on the bundled logs' training split.
-
-        The fitted router ships in the package (``eccos build-default`` rebuilds it); when it is missing or
-        stale, the router is fitted once and cached under ``cache_dir`` (default ``$ECCOS_CACHE_DIR``, else
-        ``~/.cache/eccos``). The held-out split (``split_logs(..., test_frac=0.2, seed=0)[1]``) is never
-        fitted on, so ``eccos demo`` can evaluate on it honestly.
-        """
-        from eccos_core import default_router
-        from eccos_core.bundled import bundled_models
-
-        models = bundled_models()
-        return default_router.resolve(
-            load=lambda path: cls.load(path, models=models),
-            fit=lambda: cls.fit_default(models),
-            save=lambda router, path: router.save(path),
-            cache_dir=cache_dir,
-        )
-
-    @classmethod
-    def fit_default(cls, models: Sequence[ModelSpec] | None = None) -> Router:
-        """Fit the default router from scratch on the bundled training split (what ships in the package).
-
-        Its predictor is the :class:`~eccos_core.predictors.fused.FusedPredictor` (seed 0: the same files every
-        time); ``eccos build-default`` writes it to ``eccos_core/data/default-router/``.
-        """
-        from eccos_core.bundled import bundled_logs, bundled_models
-        from eccos_core.logs import split_logs
-        from eccos_core.predictors.fused import FusedPredictor
-
-        train, _ = split_logs(bundled_logs(), test_frac=0.2, seed=0)
-        # fused: the best of the predictors on all three shared data sets (benchmarks/results/predictors.txt)
-        return cls.fit(models or bundled_models(), train, predictor=FusedPredictor())
-
     # ------------------------------------------------------------------------------------------ planning
     def predict(self, queries: Sequence[str]) -> Prediction:
         """The predictor's output for query texts, with columns in pool order."""
@@ -361,14 +172,22 @@ class Router:
             ContextWindowError: A prompt is longer than every model's context window.
             CapacityError: The caps cannot hold the batch.
         """
-        return self._plan(queries, min_quality, capacity, options, budget, confidence).plan
+        return self._decide(
+            queries,
+            options,
+            single=False,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            confidence=confidence,
+        ).plan
 
     def plan_call(
         self,
         messages: Query,
         min_quality: float | None = None,
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
         capacity: Capacity = None,
         **options: Any,
@@ -388,7 +207,9 @@ class Router:
             **options: The LiteLLM options the call will be sent with (they restrict the models, as in
                 :meth:`plan`).
         """
-        return self._plan_call(messages, min_quality, policy, budget, capacity, options).plan
+        return self._decide(
+            messages, options, single=True, min_quality=min_quality, budget=budget, capacity=capacity, policy=policy
+        ).plan
 
     def plan_prediction(
         self,
@@ -408,52 +229,23 @@ class Router:
             prediction, input_tokens, min_quality, capacity, budget=budget, confidence=confidence
         )
 
-    def _plan(
+    def _decide(
         self,
-        queries: Sequence[Query],
-        min_quality: float | None,
-        capacity: Capacity,
+        queries: Any,
         options: Any,
-        budget: float | None = None,
-        confidence: float | None = None,
-    ) -> PlannedBatch:
-        return self.planner.plan(
-            queries, min_quality, capacity, check_options(options), budget=budget, confidence=confidence
-        )
-
-    def _plan_call(
-        self,
-        messages: Query,
+        *,
+        single: bool,
         min_quality: float | None,
-        policy: str,
         budget: float | None,
         capacity: Capacity,
-        options: Any,
+        confidence: float | None = None,
+        policy: str = DEFAULT_POLICY,
     ) -> PlannedBatch:
-        return self.planner.plan_call(
-            messages, min_quality, capacity, check_options(options), policy=policy, budget=budget
-        )
-
-    # ---------------------------------------------------------------------------------------- feedback
-    def record_outcome(self, query: Query, model: str, score: float, output_tokens: float | None = None) -> None:
-        """Add what ``model`` did on ``query`` to the retrieval store: the next similar query sees it at once.
-
-        The calibration and the quality guard are not touched; call :meth:`refit` on your own schedule. The
-        store is saved with :meth:`save`. Thread-safe.
-
-        Raises:
-            InputError: Unknown model, a score outside [0, 1] or negative tokens.
-            PredictorStateError: The predictor cannot learn from outcomes (only the retrieval predictor can).
-        """
-        feedback.record_outcome(self, query, model, score, output_tokens)
-
-    def refit(self) -> QualityGuard:
-        """Refit the calibration and every target (guard, batch margin, per-call curve) on what the store holds.
-
-        Returns the guard. Per-call streams start afresh on the new curve. Also gives a router saved without a
-        batch margin the one ``confidence=`` needs.
-        """
-        return feedback.refit(self)
+        """Every Router entry point's one question to the planner: a joint plan, or (``single``) one call."""
+        options = check_options(options)
+        if single:
+            return self.planner.plan_call(queries, min_quality, capacity, options, policy=policy, budget=budget)
+        return self.planner.plan(queries, min_quality, capacity, options, budget=budget, confidence=confidence)
 
     # ---------------------------------------------------------------------------------------- dispatch
     def complete(
@@ -461,7 +253,7 @@ class Router:
         messages: Query,
         min_quality: float | None = None,
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
         capacity: Capacity = None,
         **litellm_kwargs: Any,
@@ -490,7 +282,15 @@ class Router:
             DispatchError: Every model that could take the call failed; ``fallbacks`` lists why.
             CredentialError: A provider credential is missing or rejected (not retried elsewhere).
         """
-        batch = self._plan_call(messages, min_quality, policy, budget, capacity, litellm_kwargs)
+        batch = self._decide(
+            messages,
+            litellm_kwargs,
+            single=True,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            policy=policy,
+        )
         return self.dispatcher.send(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
 
     async def acomplete(
@@ -498,14 +298,21 @@ class Router:
         messages: Query,
         min_quality: float | None = None,
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
         capacity: Capacity = None,
         **litellm_kwargs: Any,
     ) -> RoutedResponse:
         """Async :meth:`complete`, through ``litellm.acompletion``; planning runs off the event loop."""
         batch = await asyncio.to_thread(
-            self._plan_call, messages, min_quality, policy, budget, capacity, litellm_kwargs
+            self._decide,
+            messages,
+            litellm_kwargs,
+            single=True,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            policy=policy,
         )
         return await self.dispatcher.asend(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
 
@@ -514,7 +321,7 @@ class Router:
         messages: Query,
         min_quality: float | None = None,
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
         capacity: Capacity = None,
         **litellm_kwargs: Any,
@@ -525,7 +332,15 @@ class Router:
         falls back along the chain; after it, :class:`~eccos_core.errors.StreamInterruptedError` is raised (a
         restart would repeat text).
         """
-        batch = self._plan_call(messages, min_quality, policy, budget, capacity, litellm_kwargs)
+        batch = self._decide(
+            messages,
+            litellm_kwargs,
+            single=True,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            policy=policy,
+        )
         return self.dispatcher.stream(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
 
     async def astream(
@@ -533,14 +348,21 @@ class Router:
         messages: Query,
         min_quality: float | None = None,
         *,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
         budget: float | None = None,
         capacity: Capacity = None,
         **litellm_kwargs: Any,
     ) -> AsyncRoutedStream:
         """Async :meth:`stream`: ``async for chunk in await router.astream(...)``."""
         batch = await asyncio.to_thread(
-            self._plan_call, messages, min_quality, policy, budget, capacity, litellm_kwargs
+            self._decide,
+            messages,
+            litellm_kwargs,
+            single=True,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            policy=policy,
         )
         return self.dispatcher.astream(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
 
@@ -564,7 +386,15 @@ class Router:
         :class:`~eccos_core.errors.DispatchError` (with ``return_exceptions=True``), or, by default, every
         other item still finishes and then that error is raised with ``results`` holding the whole list.
         """
-        batch = self._plan(queries, min_quality, capacity, litellm_kwargs, budget, confidence)
+        batch = self._decide(
+            queries,
+            litellm_kwargs,
+            single=False,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            confidence=confidence,
+        )
         ledger = Ledger.for_plan(batch.plan)
         entries, messages = batch.plan.queries, batch.messages
 
@@ -587,7 +417,16 @@ class Router:
         **litellm_kwargs: Any,
     ) -> list[RoutedResponse | Exception]:
         """Async :meth:`batch`: at most ``max_concurrency`` calls in flight, results in input order."""
-        batch = await asyncio.to_thread(self._plan, queries, min_quality, capacity, litellm_kwargs, budget, confidence)
+        batch = await asyncio.to_thread(
+            self._decide,
+            queries,
+            litellm_kwargs,
+            single=False,
+            min_quality=min_quality,
+            budget=budget,
+            capacity=capacity,
+            confidence=confidence,
+        )
         ledger = Ledger.for_plan(batch.plan)
         entries, messages = batch.plan.queries, batch.messages
 
@@ -596,41 +435,6 @@ class Router:
 
         results = await arun_all(send, len(entries), check_concurrency(max_concurrency or self.max_concurrency))
         return finish(results, return_exceptions)
-
-
-def out_of_fold_problem(
-    pool: Sequence[ModelSpec], logs: RoutingLogs, predictor: Predictor
-) -> tuple[Prediction, np.ndarray, np.ndarray] | None:
-    """The training queries as a routing problem the guard and the prices are measured on.
-
-    Returns the predictor's out-of-fold predictions (pool columns, cleaned), the logged scores and the
-    predicted cost matrix; ``None`` when the predictor makes no out-of-fold predictions.
-    """
-    out_of_fold = getattr(predictor, "out_of_fold", None)
-    if out_of_fold is None:
-        logger.warning(
-            "%s has no out-of-fold predictions; min_quality will bound predicted, not realized, success",
-            type(predictor).__name__,
-        )
-        return None
-    return training_problem(pool, logs, out_of_fold)
-
-
-def training_problem(
-    pool: Sequence[ModelSpec], logs: RoutingLogs, out_of_fold: Prediction
-) -> tuple[Prediction, np.ndarray, np.ndarray]:
-    """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries."""
-    names = [m.name for m in pool]
-    oof = clean(out_of_fold.select(names))
-    input_tokens = np.array([count_text_tokens(q) for q in logs.queries], dtype=float)
-    cost = cost_matrix(pool, input_tokens, clean_tokens(oof.output_tokens))
-    return oof, logs.scores(names), cost
-
-
-def fit_guard(pool: Sequence[ModelSpec], logs: RoutingLogs, predictor: Predictor, method: str) -> QualityGuard | None:
-    """The quality guard from the predictor's out-of-fold predictions on ``logs`` (``None`` without them)."""
-    problem = out_of_fold_problem(pool, logs, predictor)
-    return None if problem is None else QualityGuard.fit(*problem, method=method)
 
 
 def check_router(value: Any) -> Router | None:
@@ -651,5 +455,7 @@ __all__ = [
     "RoutedStream",
     "Router",
     "RoutingPlan",
+    "out_of_fold_problem",
     "redact",
+    "training_problem",
 ]

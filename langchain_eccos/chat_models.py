@@ -3,123 +3,30 @@
 Each call is planned by the router (N = 1) and sent through its dispatcher, which falls back along the plan's
 chain when a provider fails. ``batch`` / ``abatch`` plan all their inputs in one optimizer call, so the batch as
 a whole reaches ``min_quality`` at the least predicted cost, then send the items concurrently, each in its
-own callback run.
-
-How a planned query reaches the run that sends it: the public entry points (``invoke``, ``stream``, ``batch``
-and their async twins) plan first, then run LangChain's own machinery with the plan in a context variable
-that ``_generate`` / ``_stream`` read. Planning before the run starts is what lets ``_get_ls_params`` report
-the routed model; a call that arrives without a plan (``generate()``, a cache miss inside another path) is
-planned where it is sent.
+own callback run (:mod:`langchain_eccos.batches`). How a call planned before its run starts reaches the run that
+sends it, and how each routing decision is told on that run: :mod:`langchain_eccos.runs`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import as_completed
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
-from dataclasses import dataclass
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-    adispatch_custom_event,
-    dispatch_custom_event,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticToolsParser
-from langchain_core.output_parsers.pydantic import PydanticOutputParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
-from langchain_core.runnables.config import ensure_config, get_config_list, get_executor_for_config
-from langchain_core.runnables.utils import gather_with_concurrency
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
-from langchain_core.utils.uuid import uuid7
 from pydantic import BaseModel, Field
 from typing_extensions import override
 
-from eccos_core.validation import check_policy, single_call_confidence_error
-from langchain_eccos.messages import (
-    OpenAIMessage,
-    chat_result,
-    chunk_from_litellm,
-    final_chunk,
-    input_messages,
-    to_openai,
-)
-from langchain_eccos.routing import ROUTE_EVENT, RouterSettings, pin_capacity
-
-if TYPE_CHECKING:
-    from eccos_core.dispatch import Ledger
-    from eccos_core.planner import QueryPlan
-
-logger = logging.getLogger("eccos.langchain")
-
-_NOT_SENT = ("ls_structured_output_format", "structured_output_format", "stream", "stop")
-"""Call kwargs that LangChain uses itself, or that arrive separately (``stop``); never sent as they are."""
-
-
-@dataclass(frozen=True)
-class _Request:
-    """One call as the router sees it: OpenAI messages, the routing settings and the LiteLLM options."""
-
-    messages: list[OpenAIMessage]
-    min_quality: float
-    capacity: dict[str, int | None] | None
-    options: dict[str, Any]
-    confidence: float | None = None
-    policy: str | None = None
-    """The call's ``policy=`` (``None``: the field's); batches ignore it (they are planned jointly)."""
-
-
-@dataclass(frozen=True)
-class _Route:
-    """A query planned before its callback run starts, waiting for ``_generate`` / ``_stream`` to send it."""
-
-    owner: int
-    """``id()`` of the ChatECCOS that planned it (another instance never takes it)."""
-    entry: QueryPlan
-    ledger: Ledger | None
-    config: RunnableConfig
-    """The call's config; its ``run_id`` is the id the call's run will get."""
-
-
-_ROUTE: ContextVar[_Route | None] = ContextVar("langchain_eccos_route", default=None)
-
-
-@contextmanager
-def _routed(route: _Route | None) -> Iterator[None]:
-    token = _ROUTE.set(route)
-    try:
-        yield
-    finally:
-        _ROUTE.reset(token)
-
-
-def _on_run(run_manager: Any, manager_cls: type[Any]) -> Any:
-    """A callback manager whose custom events land on ``run_manager``'s run (LLM runs have no ``get_child``)."""
-    return manager_cls(
-        handlers=list(run_manager.handlers),
-        parent_run_id=run_manager.run_id,
-        tags=list(run_manager.tags),
-        metadata=dict(run_manager.metadata),
-    )
-
-
-def _with_run_id(config: RunnableConfig) -> RunnableConfig:
-    """``config`` with a ``run_id``, so the routing event can name the run before LangChain starts it."""
-    if config.get("run_id") is None:
-        config["run_id"] = uuid7()
-    return config
+from langchain_eccos import batches, runs
+from langchain_eccos.calls import build_request
+from langchain_eccos.messages import ageneration_chunks, chat_result, generation_chunks
+from langchain_eccos.routing import RouterSettings
+from langchain_eccos.structured import Method, openai_tool_choice, structured_output
 
 
 class ChatECCOS(RouterSettings, BaseChatModel):
@@ -252,126 +159,10 @@ class ChatECCOS(RouterSettings, BaseChatModel):
     def _traced_model(self, kwargs: dict[str, Any]) -> str:
         if isinstance(kwargs.get("model"), str):
             return kwargs["model"]
-        route = _ROUTE.get()
-        if route is not None and route.owner == id(self):
-            return route.entry.model
-        return "eccos"
+        route = runs.waiting(self)
+        return route.entry.model if route is not None else "eccos"
 
-    # -------------------------------------------------------------------------------- call preparation
-    def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        options = dict(self.model_kwargs)
-        for key, value in (
-            ("temperature", self.temperature),
-            ("max_tokens", self.max_tokens),
-            ("timeout", self.timeout),
-            ("num_retries", self.max_retries),
-        ):
-            if value is not None:
-                options[key] = value
-        stop = stop if stop is not None else self.stop
-        if stop:
-            options["stop"] = list(stop)
-        options.update({k: v for k, v in kwargs.items() if k not in _NOT_SENT})
-        return options
-
-    def _request(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        """Split call kwargs into routing settings and LiteLLM options.
-
-        Routing settings: ``min_quality``, ``confidence`` (batches only), ``capacity``, ``policy`` (single calls)
-        and ``model``; none of them reaches a provider.
-        """
-        options = self._options(stop, kwargs)
-        min_quality = options.pop("min_quality", self.min_quality)
-        confidence = options.pop("confidence", None)
-        capacity = options.pop("capacity", self.capacity)
-        policy = options.pop("policy", None)
-        if policy is not None:
-            check_policy(policy)
-        pinned = options.pop("model", None)
-        if pinned is not None:
-            capacity = pin_capacity(self.get_router(), capacity, pinned)
-        return _Request(to_openai(messages), min_quality, capacity, options, confidence, policy)
-
-    def _plan(self, requests: Sequence[_Request]) -> Any:
-        """One joint plan for a batch's requests (they share settings and options)."""
-        first = requests[0]
-        return self.get_router().plan(
-            [r.messages for r in requests],
-            first.min_quality,
-            confidence=first.confidence,
-            capacity=first.capacity,
-            **first.options,
-        )
-
-    def _plan_one(self, value: LanguageModelInput, config: RunnableConfig, kwargs: dict[str, Any]) -> _Route | None:
-        """Plan one call before its run starts; ``None`` if that fails (the run then plans and raises inside)."""
-        current = _ROUTE.get()
-        if current is not None and current.owner == id(self):
-            return current  # already planned by stream() or batch() on the way here
-        try:
-            entry = self._plan_single(self._request(input_messages(value), kwargs.get("stop"), kwargs))
-        except Exception:  # reported from inside the callback run, where LangChain's error handling sees it
-            logger.debug("planning before the run failed; the run will plan again and raise", exc_info=True)
-            return None
-        return _Route(id(self), entry, None, _with_run_id(config))
-
-    def _plan_single(self, request: _Request) -> QueryPlan:
-        """Route one call as ``Router.complete`` does (under :attr:`policy`); ``confidence`` is refused."""
-        if request.confidence is not None:
-            raise single_call_confidence_error()
-        return self.plan_single(
-            request.messages, request.min_quality, request.capacity, request.policy, request.options
-        )
-
-    def _take(self, request: _Request) -> tuple[QueryPlan, Ledger | None, _Route | None]:
-        """The planned query for this call: the one waiting in the context, else a fresh N = 1 plan."""
-        route = _ROUTE.get()
-        if route is not None and route.owner == id(self):
-            _ROUTE.set(None)  # taken: a nested call of this model plans for itself
-            return route.entry, route.ledger, route
-        return self._plan_single(request), None, None
-
-    # -------------------------------------------------------------------------------- routing events
-    def _event_manager(self, route: _Route, manager_cls: type[Any]) -> Any:
-        """A callback manager whose events land on the call's run (for paths LangChain gives no run manager)."""
-        config = route.config
-        manager = manager_cls.configure(
-            config.get("callbacks"),
-            self.callbacks,
-            self.verbose,
-            config.get("tags"),
-            self.tags,
-            config.get("metadata"),
-            self.metadata,
-        )
-        manager.parent_run_id = config.get("run_id")
-        return manager
-
-    def _announce(self, entry: QueryPlan, run_manager: CallbackManagerForLLMRun | None, route: _Route | None) -> None:
-        data = entry.to_dict()
-        if run_manager is not None:
-            dispatch_custom_event(ROUTE_EVENT, data, config={"callbacks": _on_run(run_manager, CallbackManager)})
-        elif route is not None:
-            dispatch_custom_event(ROUTE_EVENT, data, config={"callbacks": self._event_manager(route, CallbackManager)})
-        else:
-            with suppress(RuntimeError):  # no run to attach it to, so nobody can be listening
-                dispatch_custom_event(ROUTE_EVENT, data)
-
-    async def _aannounce(
-        self, entry: QueryPlan, run_manager: AsyncCallbackManagerForLLMRun | None, route: _Route | None
-    ) -> None:
-        data = entry.to_dict()
-        if run_manager is not None:
-            manager = _on_run(run_manager, AsyncCallbackManager)
-            await adispatch_custom_event(ROUTE_EVENT, data, config={"callbacks": manager})
-        elif route is not None:
-            manager = self._event_manager(route, AsyncCallbackManager)
-            await adispatch_custom_event(ROUTE_EVENT, data, config={"callbacks": manager})
-        else:
-            with suppress(RuntimeError):
-                await adispatch_custom_event(ROUTE_EVENT, data)
-
-    # ------------------------------------------------------------------------------------- sending
+    # ------------------------------------------------------------- sending (inside the run LangChain started)
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -379,11 +170,10 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        entry, ledger, route = self._take(request)
-        self._announce(entry, run_manager, route)
-        routed = self.get_router().dispatcher.send(entry, request.messages, ledger=ledger, **request.options)
-        return chat_result(routed)
+        request = build_request(self, messages, stop, kwargs)
+        entry, ledger, route = runs.take(self, request)
+        runs.announce(self, entry, run_manager, route)
+        return chat_result(self.get_router().dispatcher.send(entry, request.messages, ledger=ledger, **request.options))
 
     async def _agenerate(
         self,
@@ -392,19 +182,11 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        entry, ledger, route = await self._atake(request)
-        await self._aannounce(entry, run_manager, route)
+        request = build_request(self, messages, stop, kwargs)
+        entry, ledger, route = await runs.atake(self, request)
+        await runs.aannounce(self, entry, run_manager, route)
         routed = await self.get_router().dispatcher.asend(entry, request.messages, ledger=ledger, **request.options)
         return chat_result(routed)
-
-    async def _atake(self, request: _Request) -> tuple[QueryPlan, Ledger | None, _Route | None]:
-        route = _ROUTE.get()
-        if route is not None and route.owner == id(self):
-            _ROUTE.set(None)
-            return route.entry, route.ledger, route
-        plan = await asyncio.to_thread(self._plan, [request])  # embedding and solving are CPU work
-        return plan.queries[0], None, None
 
     def _stream(
         self,
@@ -413,18 +195,10 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        entry, _, route = self._take(request)
-        self._announce(entry, run_manager, route)
-        stream = self.get_router().dispatcher.stream(entry, request.messages, **request.options)
-        finish_reason = None
-        for raw in stream:
-            chunk, reason = chunk_from_litellm(raw)
-            finish_reason = reason or finish_reason
-            if chunk is not None:
-                yield chunk
-        if stream.result is not None:
-            yield final_chunk(stream.result, finish_reason)
+        request = build_request(self, messages, stop, kwargs)
+        entry, _, route = runs.take(self, request)
+        runs.announce(self, entry, run_manager, route)
+        yield from generation_chunks(self.get_router().dispatcher.stream(entry, request.messages, **request.options))
 
     async def _astream(
         self,
@@ -433,18 +207,12 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        entry, _, route = await self._atake(request)
-        await self._aannounce(entry, run_manager, route)
+        request = build_request(self, messages, stop, kwargs)
+        entry, _, route = await runs.atake(self, request)
+        await runs.aannounce(self, entry, run_manager, route)
         stream = self.get_router().dispatcher.astream(entry, request.messages, **request.options)
-        finish_reason = None
-        async for raw in stream:
-            chunk, reason = chunk_from_litellm(raw)
-            finish_reason = reason or finish_reason
-            if chunk is not None:
-                yield chunk
-        if stream.result is not None:
-            yield final_chunk(stream.result, finish_reason)
+        async for chunk in ageneration_chunks(stream):
+            yield chunk
 
     # ---------------------------------------------------------------- entry points: plan, then run
     @override
@@ -456,9 +224,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        config = ensure_config(config)
-        with _routed(self._plan_one(input, config, {**kwargs, "stop": stop})):
-            return super().invoke(input, config, stop=stop, **kwargs)
+        return runs.invoke(self, input, config, stop, kwargs)
 
     @override
     async def ainvoke(
@@ -469,10 +235,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        config = ensure_config(config)
-        route = await asyncio.to_thread(self._plan_one, input, config, {**kwargs, "stop": stop})
-        with _routed(route):
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        return await runs.ainvoke(self, input, config, stop, kwargs)
 
     @override
     def stream(
@@ -483,21 +246,10 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        config = ensure_config(config)
-        route = self._plan_one(input, config, {**kwargs, "stop": stop})
-        chunks = super().stream(input, config, stop=stop, **kwargs)
-        try:
-            with _routed(route):  # only while LangChain starts the run and _stream takes the plan
-                first = next(chunks, None)
-            if first is None:
-                return
-            yield first
-            yield from chunks
-        finally:
-            chunks.close()
+        return runs.stream(self, input, config, stop, kwargs)
 
     @override
-    async def astream(
+    def astream(  # type: ignore[override]
         self,
         input: LanguageModelInput,
         config: RunnableConfig | None = None,
@@ -505,98 +257,9 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config = ensure_config(config)
-        route = await asyncio.to_thread(self._plan_one, input, config, {**kwargs, "stop": stop})
-        chunks = super().astream(input, config, stop=stop, **kwargs)
-        try:
-            with _routed(route):
-                first = await anext(chunks, None)
-            if first is None:
-                return
-            yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
+        return runs.astream(self, input, config, stop, kwargs)
 
     # ---------------------------------------------------------------------- batch: one joint plan
-    def _prepare_batch(
-        self,
-        inputs: Sequence[LanguageModelInput],
-        configs: list[RunnableConfig],
-        kwargs: dict[str, Any],
-        return_exceptions: bool,
-    ) -> list[_Route | Exception] | None:
-        """Plan every input in ONE optimizer call; an input that cannot be read gets an exception in its slot.
-
-        Returns ``None`` when the joint plan itself fails: the caller then sends each item on its own, so the
-        error lands in the slots of the items that cause it.
-        """
-        from eccos_core.errors import EccosError
-        from eccos_core.messages import normalize
-
-        slots: list[_Route | Exception | _Request] = []
-        for i, value in enumerate(inputs):
-            try:
-                request = self._request(input_messages(value), kwargs.get("stop"), kwargs)
-                normalize(request.messages, i)
-                slots.append(request)
-            except (EccosError, ValueError, TypeError) as exc:
-                slots.append(exc)
-        requests = [s for s in slots if isinstance(s, _Request)]
-        if not requests:
-            return [s for s in slots if isinstance(s, Exception)]
-        from eccos_core.dispatch import Ledger
-
-        try:
-            plan = self._plan(requests)
-        except EccosError:
-            if not return_exceptions:
-                raise
-            logger.warning("joint planning of %d inputs failed; planning each on its own", len(requests), exc_info=True)
-            return None
-        ledger = Ledger.for_plan(plan)
-        entries = iter(plan.queries)
-        out: list[_Route | Exception] = []
-        for slot, config in zip(slots, configs, strict=True):
-            if isinstance(slot, _Request):
-                out.append(_Route(id(self), next(entries), ledger, _with_run_id(config)))
-            else:
-                out.append(slot)
-        return out
-
-    def _concurrency(self, configs: list[RunnableConfig]) -> int:
-        """The config's ``max_concurrency``, else the router's (provider calls in flight at once)."""
-        limit = configs[0].get("max_concurrency")
-        return int(limit) if limit else self.get_router().max_concurrency
-
-    def _send_item(
-        self, value: LanguageModelInput, config: RunnableConfig, route: _Route | Exception | None, kwargs: Any
-    ) -> AIMessage | Exception:
-        """Send one planned batch item in its own callback run; a failure is returned, not raised."""
-        if isinstance(route, Exception):
-            return route
-        try:
-            if route is None:  # the joint plan failed: this item plans alone
-                return self.invoke(value, config, **kwargs)
-            with _routed(route):
-                return BaseChatModel.invoke(self, value, route.config, **kwargs)
-        except Exception as exc:
-            return exc
-
-    async def _asend_item(
-        self, value: LanguageModelInput, config: RunnableConfig, route: _Route | Exception | None, kwargs: Any
-    ) -> AIMessage | Exception:
-        if isinstance(route, Exception):
-            return route
-        try:
-            if route is None:
-                return await self.ainvoke(value, config, **kwargs)
-            with _routed(route):
-                return await BaseChatModel.ainvoke(self, value, route.config, **kwargs)
-        except Exception as exc:
-            return exc
-
     @override
     def batch(
         self,
@@ -613,15 +276,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         other item has finished. At most ``max_concurrency`` calls are in flight (the config's, else the
         router's).
         """
-        if not inputs:
-            return []
-        configs = get_config_list(config, len(inputs))
-        routes = self._prepare_batch(inputs, configs, kwargs, return_exceptions) or [None] * len(inputs)
-        if len(inputs) == 1:
-            return _finish([self._send_item(inputs[0], configs[0], routes[0], kwargs)], return_exceptions)
-        with get_executor_for_config({**configs[0], "max_concurrency": self._concurrency(configs)}) as executor:
-            results = list(executor.map(self._send_item, inputs, configs, routes, [kwargs] * len(inputs)))
-        return _finish(results, return_exceptions)
+        return batches.batch(self, inputs, config, return_exceptions, kwargs)  # type: ignore[return-value]
 
     @override
     async def abatch(
@@ -633,14 +288,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async :meth:`batch`: one joint plan (off the event loop), then ``ainvoke``-style sends."""
-        if not inputs:
-            return []
-        configs = get_config_list(config, len(inputs))
-        routes = await asyncio.to_thread(self._prepare_batch, inputs, configs, kwargs, return_exceptions)
-        routes = routes or [None] * len(inputs)
-        sends = (self._asend_item(v, c, r, kwargs) for v, c, r in zip(inputs, configs, routes, strict=True))
-        results = await gather_with_concurrency(self._concurrency(configs), *sends)
-        return _finish(results, return_exceptions)
+        return await batches.abatch(self, inputs, config, return_exceptions, kwargs)  # type: ignore[return-value]
 
     @override
     def batch_as_completed(  # type: ignore[override]
@@ -652,27 +300,10 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[tuple[int, AIMessage | Exception]]:
         """:meth:`batch` (one joint plan), yielding ``(index, result)`` as each item finishes."""
-        if not inputs:
-            return
-        configs = get_config_list(config, len(inputs))  # type: ignore[arg-type]
-        routes = self._prepare_batch(inputs, configs, kwargs, return_exceptions) or [None] * len(inputs)
-        with get_executor_for_config({**configs[0], "max_concurrency": self._concurrency(configs)}) as executor:
-            futures = {
-                executor.submit(self._send_item, value, conf, route, kwargs): i
-                for i, (value, conf, route) in enumerate(zip(inputs, configs, routes, strict=True))
-            }
-            try:
-                for future in as_completed(futures):
-                    result = future.result()
-                    if isinstance(result, Exception) and not return_exceptions:
-                        raise result
-                    yield futures[future], result
-            finally:
-                for future in futures:
-                    future.cancel()
+        return batches.batch_as_completed(self, inputs, config, return_exceptions, kwargs)
 
     @override
-    async def abatch_as_completed(  # type: ignore[override]
+    def abatch_as_completed(  # type: ignore[override]
         self,
         inputs: Sequence[LanguageModelInput],
         config: RunnableConfig | Sequence[RunnableConfig] | None = None,
@@ -681,27 +312,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[tuple[int, AIMessage | Exception]]:
         """Async :meth:`batch_as_completed`."""
-        if not inputs:
-            return
-        configs = get_config_list(config, len(inputs))  # type: ignore[arg-type]
-        routes = await asyncio.to_thread(self._prepare_batch, inputs, configs, kwargs, return_exceptions)
-        routes = routes or [None] * len(inputs)
-        semaphore = asyncio.Semaphore(self._concurrency(configs))
-
-        async def one(i: int) -> tuple[int, AIMessage | Exception]:
-            async with semaphore:
-                return i, await self._asend_item(inputs[i], configs[i], routes[i], kwargs)
-
-        tasks = [asyncio.ensure_future(one(i)) for i in range(len(inputs))]
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                i, result = await next_done
-                if isinstance(result, Exception) and not return_exceptions:
-                    raise result
-                yield i, result
-        finally:
-            for task in tasks:
-                task.cancel()
+        return batches.abatch_as_completed(self, inputs, config, return_exceptions, kwargs)
 
     # ------------------------------------------------------------------ tools and structured output
     @override
@@ -726,7 +337,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         """
         formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         if tool_choice is not None and tool_choice is not False:
-            kwargs["tool_choice"] = _tool_choice(tool_choice)
+            kwargs["tool_choice"] = openai_tool_choice(tool_choice)
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         return self.bind(tools=formatted, **kwargs)
@@ -736,7 +347,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
         self,
         schema: dict[str, Any] | type | None = None,
         *,
-        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        method: Method = "function_calling",
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,
@@ -752,66 +363,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
             strict: Ask providers for strict schema adherence.
             **kwargs: Further options bound to the calls.
         """
-        if schema is None and method != "json_mode":
-            raise ValueError(
-                f"with_structured_output(method={method!r}) needs a schema; only 'json_mode' works without"
-            )
-        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema} if schema is not None else None
-        if method == "function_calling":
-            name = convert_to_openai_tool(schema)["function"]["name"]
-            llm = self.bind_tools(
-                [schema], tool_choice=name, strict=strict, ls_structured_output_format=trace, **kwargs
-            )
-            parser: Runnable = (
-                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
-                if is_pydantic
-                else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
-            )
-        elif method in ("json_schema", "json_mode"):
-            if method == "json_schema":
-                function = convert_to_openai_tool(schema, strict=strict)["function"]
-                spec = {"name": function["name"], "schema": function["parameters"]}
-                if function.get("description"):
-                    spec["description"] = function["description"]
-                if strict is not None:
-                    spec["strict"] = strict
-                response_format: dict[str, Any] = {"type": "json_schema", "json_schema": spec}
-            else:
-                response_format = {"type": "json_object"}
-            if trace is not None:
-                kwargs["ls_structured_output_format"] = trace
-            llm = self.bind(response_format=response_format, **kwargs)
-            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
-        else:
-            raise ValueError(
-                f"unknown structured output method {method!r}: use 'function_calling', 'json_schema' or 'json_mode'"
-            )
-        if not include_raw:
-            return llm | parser
-        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
-
-
-def _tool_choice(choice: dict[str, Any] | str | bool) -> dict[str, Any] | str:
-    """LangChain's tool_choice spellings in OpenAI's form."""
-    if isinstance(choice, dict):
-        return choice
-    if choice is True or choice in ("any", "required"):
-        return "required"
-    if choice in ("auto", "none"):
-        return str(choice)
-    return {"type": "function", "function": {"name": str(choice)}}
-
-
-def _finish(results: list[Any], return_exceptions: bool) -> list[Any]:
-    """Batch results in input order; without ``return_exceptions`` the first error is raised after all ran."""
-    if not return_exceptions:
-        for item in results:
-            if isinstance(item, Exception):
-                raise item
-    return results
+        return structured_output(self, schema, method, include_raw, strict, kwargs)
 
 
 __all__ = ["ChatECCOS"]

@@ -9,7 +9,7 @@ routing decision under ``"eccos"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.exceptions import OutputParserException
@@ -28,7 +28,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.prompt_values import PromptValue
 
 if TYPE_CHECKING:
-    from eccos_core.dispatch import RoutedResponse
+    from eccos_core.dispatch import AsyncRoutedStream, RoutedResponse, RoutedStream
 
 OpenAIMessage = dict[str, Any]
 """One chat message in OpenAI's format, as LiteLLM takes it."""
@@ -166,11 +166,37 @@ def final_chunk(routed: RoutedResponse, finish_reason: str | None) -> ChatGenera
     return ChatGenerationChunk(message=message, generation_info=info)
 
 
+def generation_chunks(stream: RoutedStream) -> Iterator[ChatGenerationChunk]:
+    """A routed stream as LangChain chunks, closed by :func:`final_chunk` once the stream has its result."""
+    finish_reason = None
+    for raw in stream:
+        chunk, reason = chunk_from_litellm(raw)
+        finish_reason = reason or finish_reason
+        if chunk is not None:
+            yield chunk
+    if stream.result is not None:
+        yield final_chunk(stream.result, finish_reason)
+
+
+async def ageneration_chunks(stream: AsyncRoutedStream) -> AsyncIterator[ChatGenerationChunk]:
+    """Async :func:`generation_chunks`."""
+    finish_reason = None
+    async for raw in stream:
+        chunk, reason = chunk_from_litellm(raw)
+        finish_reason = reason or finish_reason
+        if chunk is not None:
+            yield chunk
+    if stream.result is not None:
+        yield final_chunk(stream.result, finish_reason)
+
+
 __all__ = [
     "OpenAIMessage",
+    "ageneration_chunks",
     "chat_result",
     "chunk_from_litellm",
     "final_chunk",
+    "generation_chunks",
     "input_messages",
     "parse_tool_calls",
     "response_metadata",

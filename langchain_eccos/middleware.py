@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import SecretStr
 
+from eccos_core.validation import DEFAULT_POLICY
 from langchain_eccos.messages import to_openai
 from langchain_eccos.routing import ROUTE_EVENT, RouterSettings
 
@@ -67,7 +68,7 @@ class ECCOSMiddleware(AgentMiddleware):
         models: Any = None,
         min_quality: float = 0.6,
         capacity: Mapping[str, int | None] | None = None,
-        policy: str = "dual",
+        policy: str = DEFAULT_POLICY,
     ) -> None:
         """Name the chat models to route among and the router that decides (loaded on first use).
 

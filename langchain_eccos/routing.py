@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
+from eccos_core.validation import DEFAULT_POLICY
+
 if TYPE_CHECKING:
     from eccos_core.planner import QueryPlan
     from eccos_core.pricing import ModelSpec
@@ -65,7 +67,7 @@ class RouterSettings(BaseModel):
     capacity: dict[str, int | None] | None = None
     """Most queries of one batch each named model may take (``{name: cap}``; ``None`` = no cap)."""
 
-    policy: str = "dual"
+    policy: str = DEFAULT_POLICY
     """How a call planned on its own (``invoke``, ``stream``, an agent's model call) is routed, exactly as
     ``Router.complete`` routes it: ``"dual"`` (default) at the per-call price of its ``min_quality``, shared by
     every runnable on the same router, so the mean success over those calls reaches ``min_quality`` at about

@@ -18,6 +18,7 @@ import ast
 import csv
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,25 +190,56 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
 
     source = require_dir(source_dir)
     models, rows = _read_rows(source)
+    litellm_ids = _litellm_ids(models)
+    tokenizers = {m: _tokenizer(litellm_ids[m]) for m in models}
+
+    def count(text: str, tokenizer: str) -> int:
+        return int(litellm.token_counter(model=tokenizer, text=text))
+
+    records, dropped = _records(rows, models, tokenizers, count)
+    if not records:
+        raise LogFormatError(f"{source}: no usable rows")
+    logs = RoutingLogs(tuple(records), f"{NAME} ({source})")
+    specs, fit_lines = _fit_pool(logs, models, litellm_ids, tokenizers, source)
+    return ConvertedDataset(NAME, logs, tuple(specs), _notes(len(records), dropped, fit_lines))
+
+
+def _litellm_ids(models: list[str]) -> dict[str, str]:
+    """Each model's LiteLLM id (its own name, with a warning, where none is known)."""
     litellm_ids = {}
     for model in models:
         if model not in LITELLM_IDS:
             logger.warning("%s: model %r has no known LiteLLM id; using its name", NAME, model)
         litellm_ids[model] = LITELLM_IDS.get(model, model)
-    tokenizers = {m: _tokenizer(litellm_ids[m]) for m in models}
+    return litellm_ids
 
+
+@dataclass
+class _Dropped:
+    """What :func:`_records` left out."""
+
+    broken: int = 0
+    """Rows on which most models have no correctness."""
+    by_id: int = 0
+    """Rows with a sample_id seen before."""
+    by_prompt: int = 0
+    """Rows with a prompt text seen before."""
+    omitted: int = 0
+    """Single outcomes without correctness on kept rows."""
+
+
+def _records(
+    rows: list[_Row], models: list[str], tokenizers: dict[str, str], count: Callable[[str, str], int]
+) -> tuple[list[LogRecord], _Dropped]:
+    """One routing-log record per kept row (see :func:`convert_routerbench`), and the tally of what was dropped."""
     prompt_tokens: dict[tuple[str, str], int] = {}
-
-    def count(text: str, tokenizer: str) -> int:
-        return int(litellm.token_counter(model=tokenizer, text=text))
-
     records: list[LogRecord] = []
     seen_ids: set[str] = set()
     seen_prompts: set[str] = set()
-    dropped_broken = dropped_id = dropped_prompt = omitted = 0
+    dropped = _Dropped()
     for row in rows:
         if len(row.scores) * 2 <= len(models):
-            dropped_broken += 1
+            dropped.broken += 1
             logger.debug(
                 "%s: dropped, %d of %d models have no correctness",
                 row.where,
@@ -216,14 +248,14 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
             )
             continue
         if row.sample_id in seen_ids:
-            dropped_id += 1
+            dropped.by_id += 1
             continue
         if row.prompt in seen_prompts:
-            dropped_prompt += 1
+            dropped.by_prompt += 1
             continue
         seen_ids.add(row.sample_id)
         seen_prompts.add(row.prompt)
-        omitted += len(models) - len(row.scores)
+        dropped.omitted += len(models) - len(row.scores)
         outcomes = {}
         for model, score in row.scores.items():
             tokenizer = tokenizers[model]
@@ -238,10 +270,13 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
                 cost=row.costs[model],
             )
         records.append(LogRecord(id=f"routerbench-{row.sample_id}", query=row.prompt, outcomes=outcomes, task=row.task))
-    if not records:
-        raise LogFormatError(f"{source}: no usable rows")
-    logs = RoutingLogs(tuple(records), f"{NAME} ({source})")
+    return records, dropped
 
+
+def _fit_pool(
+    logs: RoutingLogs, models: list[str], litellm_ids: dict[str, str], tokenizers: dict[str, str], source: Path
+) -> tuple[list[ModelSpec], list[str]]:
+    """The pool with prices fitted to the logged costs, and one note line per model on its fit."""
     specs = []
     fit_lines = []
     for model in models:
@@ -267,16 +302,20 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
             f"{tokenizers[model] or 'LiteLLM default (cl100k_base)'}"
         )
         logger.info("%s: fitted %s prices with R²=%.5f", NAME, model, r2)
+    return specs, fit_lines
 
-    notes = "\n".join(
+
+def _notes(records: int, dropped: _Dropped, fit_lines: list[str]) -> str:
+    """The converted data set's notes: source, license, what was dropped, how tokens and prices were found."""
+    return "\n".join(
         [
             "RouterBench (Hu et al., arXiv 2403.12031; withmartian/routerbench) ARC-Challenge, MBPP and "
             "Winogrande splits as committed by RouterDC (github.com/shuhao02/RouterDC datasets/routerbench_zs/, "
             "commit 0e63989c5bf4363330b8a4616386e3f7f116d9f8). No license: do not redistribute.",
-            f"Train and test merged: {len(records)} records. Dropped {dropped_broken} rows on which most models "
+            f"Train and test merged: {records} records. Dropped {dropped.broken} rows on which most models "
             f"have no correctness (RouterBench rows with the prompt repeated twice and doubled costs), then "
-            f"{dropped_id} duplicate sample_ids and {dropped_prompt} duplicate prompt texts (first kept). "
-            f"{omitted} single outcomes without correctness left out.",
+            f"{dropped.by_id} duplicate sample_ids and {dropped.by_prompt} duplicate prompt texts (first kept). "
+            f"{dropped.omitted} single outcomes without correctness left out.",
             "Query = prompt list joined with newlines; output_tokens = litellm.token_counter of the response "
             "(list joined with newlines), input_tokens = the same of the prompt; cost = |total_cost (USD).",
             "Prices are backed out from RouterBench's logged costs, not published: per model, non-negative "
@@ -284,4 +323,3 @@ def convert_routerbench(source_dir: Path) -> ConvertedDataset:
             *fit_lines,
         ]
     )
-    return ConvertedDataset(NAME, logs, tuple(specs), notes)

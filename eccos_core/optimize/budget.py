@@ -471,6 +471,61 @@ class _Found:
     proven: bool
 
 
+@dataclass(frozen=True)
+class _Tree:
+    """What the depth-first search reads: the instance, the Lagrangian penalties and the queries fixed or open."""
+
+    cost: np.ndarray
+    quality: np.ndarray
+    penalty: np.ndarray
+    limits: np.ndarray
+    budget: float
+    bound: float
+    eps: float
+    order: np.ndarray
+    """The open queries, hardest to decide first."""
+    opts: list[np.ndarray]
+    """Each open query's options, by penalty."""
+    min_cost_after: np.ndarray
+    """Least cost of the open queries from each depth on (0 past the last)."""
+    fixed: np.ndarray
+    fixed_model: np.ndarray
+    fixed_q: float
+
+
+def _lagrangian(
+    cost: np.ndarray,
+    quality: np.ndarray,
+    ok: np.ndarray,
+    caps: Sequence[int | None] | None,
+    budget: float,
+    nu: float,
+    mu: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Caps as limits, each option's penalty below its query's best reduced quality, and the bound at (ν, μ)."""
+    m = cost.shape[1]
+    limits = np.array([np.inf if c is None else c for c in caps]) if caps is not None else np.full(m, np.inf)
+    reduced = np.where(ok, quality - nu * cost - mu[None, :], -np.inf)
+    top = reduced.max(axis=1)
+    penalty = top[:, None] - reduced  # ≥ 0; inf where not allowed
+    finite_caps = np.where(np.isfinite(limits), limits, 0.0)
+    # the Lagrangian bound at (ν, μ): any plan within budget and caps has total quality ≤ bound − its penalties
+    bound = nu * budget + float((mu * finite_caps).sum()) + float(top.sum())
+    return limits, penalty, bound
+
+
+def _search_order(
+    cost: np.ndarray, penalty: np.ndarray, keep: np.ndarray, open_rows: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The open queries hardest to decide first, each one's options by penalty, and the least cost still to come."""
+    order = open_rows[np.argsort(-np.sort(np.where(keep[open_rows], penalty[open_rows], -np.inf), axis=1)[:, -1])]
+    opts = [np.flatnonzero(keep[i])[np.argsort(penalty[i, keep[i]], kind="stable")] for i in order]
+    min_cost_after = np.concatenate(
+        [np.cumsum([cost[i, o].min() for i, o in zip(order, opts, strict=True)][::-1])[::-1], [0.0]]
+    )
+    return order, opts, min_cost_after
+
+
 def _search(
     cost: np.ndarray,
     quality: np.ndarray,
@@ -486,13 +541,7 @@ def _search(
     """Reduced-cost fixing at the prices (ν, μ), then depth-first search over the queries left open."""
     n, m = cost.shape
     rows = np.arange(n)
-    limits = np.array([np.inf if c is None else c for c in caps]) if caps is not None else np.full(m, np.inf)
-    reduced = np.where(ok, quality - nu * cost - mu[None, :], -np.inf)
-    top = reduced.max(axis=1)
-    penalty = top[:, None] - reduced  # ≥ 0; inf where not allowed
-    finite_caps = np.where(np.isfinite(limits), limits, 0.0)
-    # the Lagrangian bound at (ν, μ): any plan within budget and caps has total quality ≤ bound − its penalties
-    bound = nu * budget + float((mu * finite_caps).sum()) + float(top.sum())
+    limits, penalty, bound = _lagrangian(cost, quality, ok, caps, budget, nu, mu)
     best = start.copy()
     best_q = float(quality[rows, best].sum())
     eps = 1e-9 * max(1.0, abs(best_q))
@@ -513,12 +562,33 @@ def _search(
         return _Found(best, best_q, True)
     if len(open_rows) > MAX_OPEN:  # a proof would take exponential time; the bound is already tight
         return _Found(best, reported, False)
-    # the open queries, hardest to decide first; each one's options by penalty
-    order = open_rows[np.argsort(-np.sort(np.where(keep[open_rows], penalty[open_rows], -np.inf), axis=1)[:, -1])]
-    opts = [np.flatnonzero(keep[i])[np.argsort(penalty[i, keep[i]], kind="stable")] for i in order]
-    min_cost_after = np.concatenate(
-        [np.cumsum([cost[i, o].min() for i, o in zip(order, opts, strict=True)][::-1])[::-1], [0.0]]
+    order, opts, min_cost_after = _search_order(cost, penalty, keep, open_rows)
+    tree = _Tree(
+        cost, quality, penalty, limits, budget, bound, eps, order, opts, min_cost_after, fixed, fixed_model, fixed_q
     )
+    best, best_q, timed_out = _depth_first(tree, start, best, best_q, counts0, fixed_cost, base_penalty, deadline)
+    if timed_out:
+        return _Found(best, reported, False)
+    return _Found(best, best_q, True)
+
+
+def _depth_first(
+    tree: _Tree,
+    start: np.ndarray,
+    best: np.ndarray,
+    best_q: float,
+    counts0: np.ndarray,
+    fixed_cost: float,
+    base_penalty: float,
+    deadline: float,
+) -> tuple[np.ndarray, float, bool]:
+    """Depth-first search over the open queries: the best plan found, its total quality, and whether time ran out.
+
+    One loop on purpose: its steps share the running counts, cost, penalty and quality of the partial plan.
+    """
+    cost, quality, penalty, limits = tree.cost, tree.quality, tree.penalty, tree.limits
+    budget, bound, eps = tree.budget, tree.bound, tree.eps
+    order, opts, min_cost_after = tree.order, tree.opts, tree.min_cost_after
     assign = np.full(len(order), -1)
     counts = counts0.copy()
     depth, spent, pen = 0, fixed_cost, base_penalty
@@ -559,10 +629,10 @@ def _search(
         counts[j] += 1
         spent, pen = c, p
         if depth == len(order) - 1:
-            total = fixed_q + gained + quality[i, j]
+            total = tree.fixed_q + gained + quality[i, j]
             if total > best_q + eps:
                 best = start.copy()
-                best[fixed] = fixed_model
+                best[tree.fixed] = tree.fixed_model
                 best[order] = assign
                 best_q = total
             counts[j] -= 1
@@ -574,9 +644,7 @@ def _search(
         gained += quality[i, j]
         depth += 1
         cursor[depth] = 0
-    if timed_out:
-        return _Found(best, reported, False)
-    return _Found(best, best_q, True)
+    return best, best_q, timed_out
 
 
 __all__ = ["BudgetAssignment", "Hulls", "lower_hulls", "solve_budget"]

@@ -101,6 +101,106 @@ def _lp_bound(curve: tuple[np.ndarray, np.ndarray], required: np.ndarray) -> np.
     return out
 
 
+@dataclass(frozen=True)
+class _Caps:
+    """The binding caps the dynamic program tracks loads of, and how its LP bound prices them."""
+
+    models: np.ndarray
+    """Capped model columns some group may use."""
+    limit: np.ndarray
+    """Residual room of each."""
+    refund: np.ndarray
+    """``μ`` of each (clipped at 0): refunded per unit of room still free."""
+    radix: np.ndarray
+    """Mixed-radix weights that pack a load vector into one integer."""
+    packable: bool
+    """Whether every load vector packs into an int64."""
+
+
+def _dp_caps(keep: np.ndarray, room: dict[int, int], mu: np.ndarray) -> tuple[_Caps, np.ndarray]:
+    """The caps of :func:`_group_dp` and the price (length M) its LP bound adds to each model's cost."""
+    m = keep.shape[1]
+    capped = np.array([j for j in room if keep[:, j].any()], dtype=np.int64)
+    limit = np.array([room[int(j)] for j in capped], dtype=np.int64)
+    price = np.zeros(m)
+    price[capped] = np.maximum(mu[capped], 0.0)
+    refund = price[capped]
+    radix = np.cumprod(np.concatenate([[1], limit[:-1] + 1])) if len(capped) else np.zeros(0, dtype=np.int64)
+    packable = not len(capped) or float(np.prod((limit + 1).astype(float))) < 2**62
+    return _Caps(capped, limit, refund, radix, packable), price
+
+
+def _dp_extend(
+    state: tuple[np.ndarray, np.ndarray, np.ndarray],
+    split: np.ndarray,
+    models: np.ndarray,
+    quality_k: np.ndarray,
+    costs_k: np.ndarray,
+    caps: _Caps,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every partial solution times every split of the next group: quality, cost and (when capped) loads."""
+    state_q, state_c, state_load = state
+    new_q = (state_q[:, None] + (split @ quality_k[models])[None, :]).ravel()
+    new_c = (state_c[:, None] + (split @ costs_k[models])[None, :]).ravel()
+    if not len(caps.models):
+        return new_q, new_c, None
+    full = np.zeros((len(split), len(quality_k)), dtype=np.int64)
+    full[:, models] = split
+    new_load = (state_load[:, None, :] + full[None, :, caps.models]).reshape(-1, len(caps.models))
+    return new_q, new_c, new_load
+
+
+def _dp_prune(
+    new_q: np.ndarray,
+    new_c: np.ndarray,
+    new_load: np.ndarray | None,
+    caps: _Caps,
+    bound: tuple[np.ndarray, np.ndarray],
+    need: float,
+    cutoff: float,
+) -> np.ndarray:
+    """Partial solutions that fit their caps and whose cost plus the LP bound of the rest is at most ``cutoff``."""
+    promise = new_c + _lp_bound(bound, need - new_q)
+    if new_load is not None:
+        promise -= (caps.limit[None, :] - new_load) @ caps.refund
+    alive = promise <= cutoff
+    if new_load is not None:
+        alive &= (new_load <= caps.limit[None, :]).all(axis=1)
+    return np.flatnonzero(alive)
+
+
+def _dp_pareto(
+    alive: np.ndarray, new_q: np.ndarray, new_c: np.ndarray, new_load: np.ndarray | None, caps: _Caps
+) -> np.ndarray:
+    """Pareto filter: drops each partial solution another with its loads matches in quality for no more cost."""
+    if new_load is not None and caps.packable:
+        _, group = np.unique(new_load[alive] @ caps.radix, return_inverse=True)
+    elif new_load is not None:
+        _, group = np.unique(new_load[alive], axis=0, return_inverse=True)
+        group = group.reshape(-1)
+    else:
+        group = np.zeros(len(alive), dtype=np.int64)
+    _, cost_rank = np.unique(new_c[alive], return_inverse=True)
+    order = np.lexsort((cost_rank, -new_q[alive], group))
+    alive, group, cost_rank = alive[order], group[order], cost_rank.reshape(-1)[order]
+    shifted = cost_rank - group * (len(alive) + 1)  # later groups sort below earlier ones: a segmented min
+    running = np.minimum.accumulate(shifted)
+    better = shifted < np.concatenate([[np.iinfo(np.int64).max], running[:-1]])
+    return alive[better]
+
+
+def _dp_trace(
+    keep: np.ndarray, splits: list[np.ndarray], parents: list[np.ndarray], picks: list[np.ndarray], state: int
+) -> np.ndarray:
+    """The K×M counts of the split that ends in final partial solution ``state``, traced back group by group."""
+    k_count, m = keep.shape
+    counts = np.zeros((k_count, m), dtype=np.int64)
+    for k in range(k_count - 1, -1, -1):
+        counts[k, np.flatnonzero(keep[k])] = splits[k][picks[k][state]]
+        state = int(parents[k][state])
+    return counts
+
+
 def _group_dp(
     quality: np.ndarray,
     costs: np.ndarray,
@@ -117,8 +217,7 @@ def _group_dp(
     A dynamic program over groups that keeps only Pareto-optimal partial solutions (more quality, less cost,
     and, per capped model, no more load) and drops any whose cost plus the LP bound of the groups still to
     come exceeds ``budget``. It replaces HiGHS on the restricted problem: a knapsack with few distinct
-    quality steps, where branch and bound needs thousands of nodes to close the last gap. (It is one long
-    function on purpose: the steps of a layer share a dozen arrays, and split up they would read worse.)
+    quality steps, where branch and bound needs thousands of nodes to close the last gap.
 
     Args:
         quality: K×M qualities of each group's queries.
@@ -138,21 +237,13 @@ def _group_dp(
         the problem infeasible when ``budget`` is inf), or
         ``("gave_up", None)`` when the state space grew too large or the deadline passed.
     """
-    k_count, m = keep.shape
-    capped = np.array([j for j in room if keep[:, j].any()], dtype=np.int64)
-    limit = np.array([room[int(j)] for j in capped], dtype=np.int64)
-    price = np.zeros(m)
-    price[capped] = np.maximum(mu[capped], 0.0)
-    refund = price[capped]
+    k_count = len(keep)
+    caps, price = _dp_caps(keep, room, mu)
     masked = np.where(keep, costs + price[None, :], np.inf)
     bounds = _suffix_bounds(quality, masked, copies)
-    radix = np.cumprod(np.concatenate([[1], limit[:-1] + 1])) if len(capped) else np.zeros(0, dtype=np.int64)
-    packable = not len(capped) or float(np.prod((limit + 1).astype(float))) < 2**62
-    state_limit = _DP_STATE_LIMIT_CAPPED if len(capped) else _DP_STATE_LIMIT
+    state_limit = _DP_STATE_LIMIT_CAPPED if len(caps.models) else _DP_STATE_LIMIT
     slack = 1e-12 * max(1.0, abs(budget)) if math.isfinite(budget) else math.inf
-    state_q = np.zeros(1)
-    state_c = np.zeros(1)
-    state_load = np.zeros((1, len(capped)), dtype=np.int64)
+    state = (np.zeros(1), np.zeros(1), np.zeros((1, len(caps.models)), dtype=np.int64))
     parents: list[np.ndarray] = []
     picks: list[np.ndarray] = []
     splits: list[np.ndarray] = []
@@ -161,53 +252,24 @@ def _group_dp(
         if math.comb(int(copies[k]) + len(models) - 1, len(models) - 1) > _DP_CHOICE_LIMIT:
             return "gave_up", None
         split = _compositions(int(copies[k]), len(models))
-        full = np.zeros((len(split), m), dtype=np.int64)
-        full[:, models] = split
         width = len(split)
-        new_q = (state_q[:, None] + (split @ quality[k, models])[None, :]).ravel()
-        new_c = (state_c[:, None] + (split @ costs[k, models])[None, :]).ravel()
-        promise = new_c + _lp_bound(bounds[k + 1], need - new_q)
-        if len(capped):
-            new_load = (state_load[:, None, :] + full[None, :, capped]).reshape(-1, len(capped))
-            promise -= (limit[None, :] - new_load) @ refund
-        alive = promise <= budget + slack
-        if len(capped):
-            alive &= (new_load <= limit[None, :]).all(axis=1)
-        alive = np.flatnonzero(alive)
+        new_q, new_c, new_load = _dp_extend(state, split, models, quality[k], costs[k], caps)
+        alive = _dp_prune(new_q, new_c, new_load, caps, bounds[k + 1], need, budget + slack)
         if not len(alive):
             return "none", None
-        # Pareto filter within each load vector: drop a partial solution when another with the same loads
-        # has at least its quality for at most its cost.
-        if len(capped) and packable:
-            _, group = np.unique(new_load[alive] @ radix, return_inverse=True)
-        elif len(capped):
-            _, group = np.unique(new_load[alive], axis=0, return_inverse=True)
-            group = group.reshape(-1)
-        else:
-            group = np.zeros(len(alive), dtype=np.int64)
-        _, cost_rank = np.unique(new_c[alive], return_inverse=True)
-        order = np.lexsort((cost_rank, -new_q[alive], group))
-        alive, group, cost_rank = alive[order], group[order], cost_rank.reshape(-1)[order]
-        shifted = cost_rank - group * (len(alive) + 1)  # later groups sort below earlier ones: a segmented min
-        running = np.minimum.accumulate(shifted)
-        better = shifted < np.concatenate([[np.iinfo(np.int64).max], running[:-1]])
-        alive = alive[better]
+        alive = _dp_pareto(alive, new_q, new_c, new_load, caps)
         if len(alive) > state_limit or time.perf_counter() > deadline:
             return "gave_up", None
         parents.append(alive // width)
         picks.append(alive % width)
         splits.append(split)
-        state_q, state_c = new_q[alive], new_c[alive]
-        state_load = new_load[alive] if len(capped) else np.zeros((len(alive), 0), dtype=np.int64)
+        loads = new_load[alive] if new_load is not None else np.zeros((len(alive), 0), dtype=np.int64)
+        state = (new_q[alive], new_c[alive], loads)
+    state_q, state_c, _ = state
     done = np.flatnonzero((state_q >= need) & (state_c <= budget + slack))
     if not len(done):
         return "none", None
-    state = int(done[np.argmin(state_c[done])])
-    counts = np.zeros((k_count, m), dtype=np.int64)
-    for k in range(k_count - 1, -1, -1):
-        counts[k, np.flatnonzero(keep[k])] = splits[k][picks[k][state]]
-        state = int(parents[k][state])
-    return "optimal", counts
+    return "optimal", _dp_trace(keep, splits, parents, picks, int(done[np.argmin(state_c[done])]))
 
 
 def _deepening(

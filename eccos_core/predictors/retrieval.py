@@ -427,65 +427,70 @@ class RetrievalPredictor(Predictor):
         Raises:
             PredictorStateError: Naming the file that is missing, edited, truncated or inconsistent.
         """
-        path = Path(path)
-        manifest = read_manifest(path, _FILES, _MANIFEST_KEYS)
-        where = path / MANIFEST
-        if manifest["kind"] != cls.kind:
-            raise PredictorStateError(f"{path} holds a {manifest['kind']!r} predictor, not {cls.kind!r}")
-        encoder_info = manifest["encoder"]
-        if not isinstance(encoder_info, dict) or encoder_info.get("name") != ENCODER_NAME:
-            name = encoder_info.get("name") if isinstance(encoder_info, dict) else encoder_info
-            raise PredictorStateError(f"{path} was built with encoder {name!r}; refit it with {ENCODER_NAME}")
-        models, n, k, dim = _check_manifest(manifest, where)
-        m = len(models)
-        unrecorded = [f for f in (*_FILES, *_OPTIONAL_FILES) if (path / f).is_file() and f not in manifest["checksums"]]
-        if unrecorded:
-            raise PredictorStateError(f"{where} records no checksum for {unrecorded}; save the predictor again")
-        embeddings = load_array(path / "embeddings.npy", (n, dim)).astype(np.float32)
-        scores = load_array(path / "scores.npy", (n, m), low=0.0, high=1.0, allow_nan=True)
-        tokens = load_array(path / "output_tokens.npy", (n, m), low=0.0, allow_nan=True)
-        # written since the store learns from feedback; older saves lack them (no merging, no prompt sizes)
-        input_tokens = (
-            load_array(path / "input_tokens.npy", (n,), low=0.0, allow_nan=True)
-            if (path / "input_tokens.npy").is_file()
-            else None
+        return _read(path)
+
+
+def _read(path: str | Path) -> RetrievalPredictor:
+    """:meth:`RetrievalPredictor.load`'s work: every file checked against the manifest, then the state set."""
+    path = Path(path)
+    manifest = read_manifest(path, _FILES, _MANIFEST_KEYS)
+    where = path / MANIFEST
+    if manifest["kind"] != RetrievalPredictor.kind:
+        raise PredictorStateError(f"{path} holds a {manifest['kind']!r} predictor, not {RetrievalPredictor.kind!r}")
+    encoder_info = manifest["encoder"]
+    if not isinstance(encoder_info, dict) or encoder_info.get("name") != ENCODER_NAME:
+        name = encoder_info.get("name") if isinstance(encoder_info, dict) else encoder_info
+        raise PredictorStateError(f"{path} was built with encoder {name!r}; refit it with {ENCODER_NAME}")
+    models, n, k, dim = _check_manifest(manifest, where)
+    m = len(models)
+    unrecorded = [f for f in (*_FILES, *_OPTIONAL_FILES) if (path / f).is_file() and f not in manifest["checksums"]]
+    if unrecorded:
+        raise PredictorStateError(f"{where} records no checksum for {unrecorded}; save the predictor again")
+    embeddings = load_array(path / "embeddings.npy", (n, dim)).astype(np.float32)
+    scores = load_array(path / "scores.npy", (n, m), low=0.0, high=1.0, allow_nan=True)
+    tokens = load_array(path / "output_tokens.npy", (n, m), low=0.0, allow_nan=True)
+    # written since the store learns from feedback; older saves lack them (no merging, no prompt sizes)
+    input_tokens = (
+        load_array(path / "input_tokens.npy", (n,), low=0.0, allow_nan=True)
+        if (path / "input_tokens.npy").is_file()
+        else None
+    )
+    keys = None
+    if (path / "query_keys.npy").is_file():
+        raw_keys = load_array(path / "query_keys.npy", (n,))
+        keys = [key.decode("ascii", "replace") for key in raw_keys.tolist()] if raw_keys.dtype.kind == "S" else []
+        if len(keys) != n or not all(_HEX.fullmatch(key) for key in keys):
+            raise PredictorStateError(f"{path / 'query_keys.npy'} must hold 32-digit hex query keys; save again")
+    calibration = _load_calibration(path / "calibration.json", m)
+    try:
+        encoder = SentenceEncoder(
+            max_seq_length=int(encoder_info.get("max_seq_length", 256)),
+            dtype=str(encoder_info.get("dtype", "auto")),
         )
-        keys = None
-        if (path / "query_keys.npy").is_file():
-            raw_keys = load_array(path / "query_keys.npy", (n,))
-            keys = [key.decode("ascii", "replace") for key in raw_keys.tolist()] if raw_keys.dtype.kind == "S" else []
-            if len(keys) != n or not all(_HEX.fullmatch(key) for key in keys):
-                raise PredictorStateError(f"{path / 'query_keys.npy'} must hold 32-digit hex query keys; save again")
-        calibration = _load_calibration(path / "calibration.json", m)
-        try:
-            encoder = SentenceEncoder(
-                max_seq_length=int(encoder_info.get("max_seq_length", 256)),
-                dtype=str(encoder_info.get("dtype", "auto")),
+    except (TypeError, ValueError) as exc:
+        raise PredictorStateError(f"{where}: unusable encoder settings ({exc}); save the predictor again") from None
+    predictor = RetrievalPredictor(k=k, calibrate=manifest["calibrate"], encoder=encoder)
+    predictor._set_state(
+        models,
+        embeddings,
+        scores,
+        tokens,
+        calibration,
+        input_tokens=input_tokens,
+        keys=keys,
+    )
+    if (path / "oof_quality.npy").is_file() and (path / "oof_output_tokens.npy").is_file():
+        # out-of-fold rows cover the store as of the last fit or recalibrate(); outcomes added since (feedback)
+        # are stored after them, so there may be fewer rows than stored queries, never more
+        oof_quality = load_array(path / "oof_quality.npy", (None, m), low=0.0, high=1.0)
+        rows = len(oof_quality)
+        if rows > n:
+            raise PredictorStateError(
+                f"{path / 'oof_quality.npy'} has {rows} rows for {n} stored queries; save the predictor again"
             )
-        except (TypeError, ValueError) as exc:
-            raise PredictorStateError(f"{where}: unusable encoder settings ({exc}); save the predictor again") from None
-        predictor = cls(k=k, calibrate=manifest["calibrate"], encoder=encoder)
-        predictor._set_state(
-            models,
-            embeddings,
-            scores,
-            tokens,
-            calibration,
-            input_tokens=input_tokens,
-            keys=keys,
-        )
-        if (path / "oof_quality.npy").is_file() and (path / "oof_output_tokens.npy").is_file():
-            # out-of-fold rows cover the store as of the last fit or recalibrate(); outcomes added since (feedback)
-            # are stored after them, so there may be fewer rows than stored queries, never more
-            oof_quality = load_array(path / "oof_quality.npy", (None, m), low=0.0, high=1.0)
-            rows = len(oof_quality)
-            if rows > n:
-                raise PredictorStateError(
-                    f"{path / 'oof_quality.npy'} has {rows} rows for {n} stored queries; save the predictor again"
-                )
-            oof_tokens = load_array(path / "oof_output_tokens.npy", (rows, m), low=0.0, allow_nan=True)
-            predictor.out_of_fold = Prediction(models, oof_quality, oof_tokens)
-        return predictor
+        oof_tokens = load_array(path / "oof_output_tokens.npy", (rows, m), low=0.0, allow_nan=True)
+        predictor.out_of_fold = Prediction(models, oof_quality, oof_tokens)
+    return predictor
 
 
 _OPTIONAL_FILES = ("input_tokens.npy", "query_keys.npy", "oof_quality.npy", "oof_output_tokens.npy")

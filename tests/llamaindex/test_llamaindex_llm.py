@@ -16,9 +16,9 @@ from llama_index.core.tools import FunctionTool
 from llamaindex_support import CHEAP, MID, NAMES, STRONG
 from pydantic import BaseModel
 
-import eccos_core.planner
+import eccos_core.policies.joint
 import eccos_core.router
-from eccos_core.errors import CapabilityError, DispatchError
+from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, DispatchError, InputError
 from eccos_core.router import Router
 from llamaindex_eccos import ECCOSLLM, ECCOSResponseEvent, ECCOSRoutingEvent
 from llamaindex_eccos import base as llm_base
@@ -287,13 +287,13 @@ def test_images_go_as_image_url_parts_to_a_vision_model(llm, loopback):
 def count_solves(monkeypatch) -> list[int]:
     """Record the batch size of every optimizer call."""
     calls: list[int] = []
-    solve = eccos_core.planner.solve
+    solve = eccos_core.policies.joint.optimize
 
     def counting(cost, *args, **kwargs):
         calls.append(len(cost))
         return solve(cost, *args, **kwargs)
 
-    monkeypatch.setattr(eccos_core.planner, "solve", counting)
+    monkeypatch.setattr(eccos_core.policies.joint, "optimize", counting)
     return calls
 
 
@@ -354,6 +354,115 @@ async def test_a_batch_keeps_failures_in_place_and_respects_caps(make_router, lo
     with pytest.raises(DispatchError) as caught:
         await llm.acomplete_batch(PROMPTS[:2])
     assert len(caught.value.results) == 2  # every result is still there, in order
+
+
+HUGE = "lorem ipsum dolor sit amet " * 2_000
+"""About 10k tokens: longer than every model's context window in :func:`small_window_llm`'s pool."""
+BAD_PROMPTS = [pytest.param(HUGE, ContextWindowError, id="oversize"), pytest.param("", InputError, id="empty")]
+
+
+@pytest.fixture
+def small_window_llm(make_router) -> ECCOSLLM:
+    """The loopback pool with a 4096-token context window on every model (so :data:`HUGE` fits none)."""
+    return ECCOSLLM(router=make_router(max_input_tokens=4096), min_quality=0.5)
+
+
+def assert_bad_item_alone(results: list[Any], error: type, loopback: Any) -> None:
+    """The middle item holds its typed error; the two good prompts were sent and answered, in input order."""
+    assert len(results) == 3 and isinstance(results[1], error)
+    assert [r.text.startswith("answer from ") for r in (results[0], results[2])] == [True, True]
+    assert loopback.model_for(PROMPTS[0]) and loopback.model_for(PROMPTS[2])
+    assert len(loopback.requests) == 2  # the bad prompt was never sent
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_PROMPTS)
+def test_complete_batch_slots_a_bad_prompt_and_sends_the_rest(small_window_llm, loopback, bad, error):
+    results = small_window_llm.complete_batch([PROMPTS[0], bad, PROMPTS[2]], return_exceptions=True)
+
+    assert_bad_item_alone(results, error, loopback)
+    with pytest.raises(error):
+        small_window_llm.complete_batch([PROMPTS[0], bad, PROMPTS[2]])
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_PROMPTS)
+async def test_acomplete_batch_slots_a_bad_prompt_and_sends_the_rest(small_window_llm, loopback, bad, error):
+    results = await small_window_llm.acomplete_batch([PROMPTS[0], bad, PROMPTS[2]], return_exceptions=True)
+
+    assert_bad_item_alone(results, error, loopback)
+    with pytest.raises(error):
+        await small_window_llm.acomplete_batch([PROMPTS[0], bad, PROMPTS[2]])
+
+
+def user_chats(*prompts: str) -> list[list[ChatMessage]]:
+    return [[ChatMessage(role="user", content=p)] for p in prompts]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        pytest.param(user_chats(HUGE)[0], ContextWindowError, id="oversize"),
+        pytest.param(user_chats("")[0], InputError, id="empty"),
+        pytest.param([], InputError, id="no-messages"),
+    ],
+)
+async def test_chat_batches_slot_a_bad_chat_and_send_the_rest(small_window_llm, loopback, bad, error):
+    good = user_chats(PROMPTS[0], PROMPTS[2])
+    chats = [good[0], bad, good[1]]
+
+    sync = small_window_llm.chat_batch(chats, return_exceptions=True)
+    assert isinstance(sync[1], error)
+    assert [r.message.content.startswith("answer from ") for r in (sync[0], sync[2])] == [True, True]
+    concurrent = await small_window_llm.achat_batch(chats, return_exceptions=True)
+    assert isinstance(concurrent[1], error)
+    assert [concurrent[i].message.content for i in (0, 2)] == [sync[i].message.content for i in (0, 2)]
+    assert len(loopback.requests) == 4  # two good chats, twice; the bad one never sent
+    with pytest.raises(error):
+        small_window_llm.chat_batch(chats)
+    with pytest.raises(error):
+        await small_window_llm.achat_batch(chats)
+
+
+async def test_a_batch_of_bad_prompts_only_sends_nothing(small_window_llm, loopback):
+    results = small_window_llm.complete_batch([HUGE, ""], return_exceptions=True)
+    answers = await small_window_llm.acomplete_batch([""], return_exceptions=True)
+
+    assert [type(r) for r in results] == [ContextWindowError, InputError]
+    assert [type(r) for r in answers] == [InputError]
+    assert loopback.requests == []
+
+
+def test_good_prompts_around_a_bad_one_keep_their_joint_plan(small_window_llm, loopback, monkeypatch):
+    expected = small_window_llm.get_router().plan([PROMPTS[0], PROMPTS[2]], 0.5).models
+    solves = count_solves(monkeypatch)
+
+    results = small_window_llm.complete_batch([PROMPTS[0], HUGE, PROMPTS[2]], return_exceptions=True)
+
+    assert [results[0].text, results[2].text] == [f"answer from {m}" for m in expected]
+    assert [results[i].additional_kwargs["eccos"]["batch_size"] for i in (0, 2)] == [2, 2]
+    assert solves[-1] == 2  # the good prompts are planned together once the bad one is found
+
+
+def test_caps_that_cannot_hold_the_batch_fail_every_item_and_send_nothing(make_router, loopback):
+    # no prompt fails on its own: the error is the batch's, so each slot holds it (caps are never overrun)
+    llm = ECCOSLLM(router=make_router(), capacity={CHEAP: 1, MID: 0, STRONG: 0}, min_quality=0.0)
+
+    results = llm.complete_batch(PROMPTS[:2], return_exceptions=True)
+
+    assert [type(r) for r in results] == [CapacityError, CapacityError]
+    assert loopback.requests == []
+    with pytest.raises(CapacityError):
+        llm.complete_batch(PROMPTS[:2])
+
+
+def test_a_batch_of_one_leaves_no_plan_behind(llm, router, loopback):
+    llm.complete_batch([PROMPTS[1]], min_quality=0.9)
+    loopback.clear()
+
+    response = llm.complete(QUESTION)
+
+    assert response.additional_kwargs["eccos"]["batch_size"] == 1  # planned on its own, not with the batch's plan
+    assert response.additional_kwargs["eccos"]["min_quality"] == 0.5
+    assert loopback.model_for(QUESTION) == [planned(router, QUESTION, 0.5)]
 
 
 def test_batch_rejects_a_single_string(llm):

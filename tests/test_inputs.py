@@ -1,0 +1,88 @@
+"""Bad input at the router's door: typed errors that name the problem, before anything is sent or stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eccos_core.errors import InputError
+from eccos_core.router import Router
+
+SURROGATE = "what is 2 + 2? \ud800"
+
+
+@pytest.fixture
+def router(make_pool: Any, fake_predictor: Any) -> Router:
+    return Router(make_pool(), fake_predictor)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        SURROGATE,
+        [{"role": "user", "content": SURROGATE}],
+        [{"role": "user", "content": [{"type": "text", "text": SURROGATE}]}],
+    ],
+)
+def test_a_lone_surrogate_is_an_input_error_everywhere(router: Router, query: Any, loopback: Any) -> None:
+    for call in (
+        lambda: router.plan([query], 0.5),
+        lambda: router.plan_call(query, 0.5),
+        lambda: router.complete(query, 0.5),
+    ):
+        with pytest.raises(InputError, match="lone surrogate"):
+            call()
+    assert loopback.requests == []
+
+
+def test_a_batch_with_a_surrogate_keeps_its_other_items(router: Router, loopback: Any) -> None:
+    from langchain_eccos import ChatECCOS
+
+    results = ChatECCOS(router=router, min_quality=0.5).batch(["ok", SURROGATE, "fine"], return_exceptions=True)
+    assert isinstance(results[1], InputError) and "lone surrogate" in str(results[1])
+    assert [type(r).__name__ for r in results] == ["AIMessage", "InputError", "AIMessage"]
+    assert len(loopback.requests) == 2
+
+
+def test_a_llamaindex_batch_with_a_surrogate_keeps_its_other_items(router: Router, loopback: Any) -> None:
+    from llamaindex_eccos import ECCOSLLM
+
+    results = ECCOSLLM(router=router, min_quality=0.5).complete_batch(["ok", SURROGATE, "fine"], return_exceptions=True)
+    assert isinstance(results[1], InputError) and "lone surrogate" in str(results[1])
+    assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+    assert len(loopback.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("temperature", float("nan")),
+        ("temperature", -1),
+        ("timeout", 0),
+        ("timeout", -1),
+        ("top_p", 2.0),
+        ("num_retries", -1),
+        ("timeout", "soon"),
+        ("temperature", True),
+    ],
+)
+def test_bad_client_options_are_the_callers_mistake_not_a_provider_failure(
+    router: Router, loopback: Any, option: str, value: Any
+) -> None:
+    with pytest.raises(InputError, match=option):
+        router.complete("What is 2 + 2?", 0.5, **{option: value})
+    with pytest.raises(InputError, match=option):
+        router.batch(["What is 2 + 2?"], 0.5, **{option: value})
+    assert loopback.requests == []
+
+
+def test_feedback_refuses_token_counts_the_log_loader_would_refuse(make_pool: Any, small_logs: Any) -> None:
+    from eccos_core.predictors.retrieval import RetrievalPredictor
+
+    router = Router.fit(make_pool(), small_logs[:40], RetrievalPredictor(k=4), calibrate=False)
+    name = router.models[0].name
+    for tokens in (1e300, 2e9, float("inf"), -1):
+        with pytest.raises(InputError, match="output_tokens"):
+            router.record_outcome("What is 2 + 2?", name, 1.0, tokens)
+    router.record_outcome("What is 2 + 2?", name, 1.0, 1e9)
