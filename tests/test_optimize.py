@@ -217,7 +217,7 @@ def test_unreachable_returns_cheapest_best_assignment_and_says_so() -> None:
     assert a.status is SolveStatus.QUALITY_UNREACHABLE
     assert a.model_index.tolist() == [2, 1]  # the cheaper of the two 0.9 models
     assert a.expected_quality == pytest.approx(0.925)
-    assert "min_quality 0.95 is unreachable" in a.message and "reaches 0.925" in a.message
+    assert "target 0.95 is unreachable" in a.message and "reaches 0.925" in a.message
 
     capped = solve(cost, quality, 0.95, [None, 1, 0])
     assert capped.status is SolveStatus.QUALITY_UNREACHABLE
@@ -322,10 +322,10 @@ GOOD_QUALITY = np.array([[0.5, 0.9], [0.5, 0.9]])
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"min_quality": -0.1}, InputError, r"min_quality must lie in \[0, 1\].*-0\.1"),
-        ({"min_quality": 1.5}, InputError, r"min_quality must lie in \[0, 1\].*1\.5"),
-        ({"min_quality": math.nan}, InputError, r"min_quality must lie in \[0, 1\].*nan"),
-        ({"min_quality": "high"}, InputError, r"min_quality must be a number"),
+        ({"target": -0.1}, InputError, r"target must lie in \[0, 1\].*-0\.1"),
+        ({"target": 1.5}, InputError, r"target must lie in \[0, 1\].*1\.5"),
+        ({"target": math.nan}, InputError, r"target must lie in \[0, 1\].*nan"),
+        ({"target": "high"}, InputError, r"target must be a number"),
         ({"cost": np.array([[1.0, np.nan], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is nan"),
         ({"cost": np.array([[1.0, -2.0], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is -2\.0.*>= 0"),
         ({"cost": np.array([[1.0, np.inf], [1.0, 2.0]])}, InputError, r"cost\[0, 1\] is inf"),
@@ -351,7 +351,7 @@ GOOD_QUALITY = np.array([[0.5, 0.9], [0.5, 0.9]])
     ],
 )
 def test_bad_inputs_raise_typed_errors(entry, kwargs: dict, error: type[Exception], match: str) -> None:
-    args = {"cost": GOOD_COST, "quality": GOOD_QUALITY, "min_quality": 0.7, "capacity": None, "allowed": None}
+    args = {"cost": GOOD_COST, "quality": GOOD_QUALITY, "target": 0.7, "capacity": None, "allowed": None}
     args.update(kwargs)
     with pytest.raises(error, match=match):
         entry(**args)

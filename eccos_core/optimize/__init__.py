@@ -4,7 +4,7 @@
     >>> from eccos_core.optimize import solve
     >>> cost = np.array([[1.0, 4.0], [1.0, 4.0]])
     >>> quality = np.array([[0.6, 0.9], [0.2, 0.9]])
-    >>> a = solve(cost, quality, min_quality=0.75)
+    >>> a = solve(cost, quality, target=0.75)
     >>> a.model_index.tolist(), a.status.value, round(a.expected_quality, 2)
     ([0, 1], 'optimal', 0.75)
 
@@ -46,25 +46,26 @@ METHODS: tuple[str, ...] = ("auto", "exact", "ilp", "lagrangian", "per_query")
 def solve(
     cost: Any,
     quality: Any,
-    min_quality: float,
+    target: float,
     capacity: Sequence[int | None] | None = None,
     *,
     allowed: Any = None,
     method: str = "auto",
     time_limit: float = 10.0,
 ) -> Assignment:
-    """Chooses one model per query: the cheapest batch whose mean predicted quality reaches ``min_quality``.
+    """Chooses one model per query: the cheapest batch whose mean predicted quality reaches ``target``.
 
-    Minimises ``Σ cost[i, x_i]`` subject to ``mean_i quality[i, x_i] >= min_quality`` (to a relative 1e-9),
+    Minimises ``Σ cost[i, x_i]`` subject to ``mean_i quality[i, x_i] >= target`` (to a relative 1e-9),
     at most ``capacity[j]`` queries on model ``j`` and only pairs with ``allowed[i, j]``. When no assignment
-    reaches ``min_quality``, returns the highest-quality one the caps and mask allow (cheapest among those)
+    reaches ``target``, returns the highest-quality one the caps and mask allow (cheapest among those)
     with status QUALITY_UNREACHABLE and a message giving the reachable maximum, rather than raising: a
     router should still route the batch as well as it can.
 
     Args:
         cost: N×M costs in USD (finite, >= 0), one row per query, one column per model.
         quality: N×M predicted p(success), each in [0, 1].
-        min_quality: α in [0, 1], the mean predicted quality the batch must reach.
+        target: The mean predicted quality the batch must reach, in [0, 1] (the router passes the internal
+            target its quality guard maps ``target`` to).
         capacity: Optional length-M caps, each a non-negative int or None (uncapped).
         allowed: Optional N×M bool mask; False means model j cannot take query i (e.g. the prompt exceeds its
             context window). Entries it excludes are not validated.
@@ -75,7 +76,7 @@ def solve(
 
     Returns:
         The :class:`Assignment`. With ``method="per_query"`` it is the rule's assignment: FEASIBLE (with the
-        gap to the dual bound) when it meets ``min_quality``, QUALITY_UNREACHABLE when it misses it, the
+        gap to the dual bound) when it meets ``target``, QUALITY_UNREACHABLE when it misses it, the
         message then saying whether any assignment reaches it.
 
     Raises:
@@ -87,7 +88,7 @@ def solve(
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
         raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    problem = validate_problem(cost, quality, min_quality, capacity, allowed)
+    problem = validate_problem(cost, quality, target, capacity, allowed)
     if problem.n == 0:
         name = choose_method(problem.n, problem.m) if method == "auto" else method
         return empty_assignment("per-query" if name == "per_query" else name)
@@ -97,13 +98,13 @@ def solve(
 def per_query(
     cost: Any,
     quality: Any,
-    min_quality: float,
+    target: float,
     capacity: Sequence[int | None] | None = None,
     allowed: Any = None,
 ) -> Assignment:
-    """The per-query rule: ``solve(cost, quality, min_quality, capacity, allowed=allowed, method="per_query")``.
+    """The per-query rule: ``solve(cost, quality, target, capacity, allowed=allowed, method="per_query")``.
 
     Each query takes the cheapest allowed model whose predicted quality reaches α, else its highest-quality
     one; caps are honoured greedily in query order.
     """
-    return solve(cost, quality, min_quality, capacity, allowed=allowed, method="per_query")
+    return solve(cost, quality, target, capacity, allowed=allowed, method="per_query")

@@ -1,7 +1,7 @@
 """What every optimizer method takes and returns: the validated problem and the chosen assignment.
 
 The problem: N queries, M models, cost ``c[i, j]`` (USD), predicted quality ``q[i, j]`` (p(success)),
-``min_quality`` α, optional per-model caps ``L[j]`` and an optional ``allowed[i, j]`` mask. Choose one allowed
+``target`` α, optional per-model caps ``L[j]`` and an optional ``allowed[i, j]`` mask. Choose one allowed
 model per query minimising the total cost subject to ``mean_i q[i, x_i] >= α`` and at most ``L[j]`` queries
 on model ``j``.
 
@@ -36,11 +36,11 @@ class SolveStatus(str, Enum):
     """How much the returned assignment promises."""
 
     OPTIMAL = "optimal"
-    """Meets ``min_quality`` and is proven to be the cheapest assignment that does."""
+    """Meets ``target`` and is proven to be the cheapest assignment that does."""
     FEASIBLE = "feasible"
-    """Meets ``min_quality`` without a proof of optimality (time limit hit, or a heuristic with a gap)."""
+    """Meets ``target`` without a proof of optimality (time limit hit, or a heuristic with a gap)."""
     QUALITY_UNREACHABLE = "quality_unreachable"
-    """No assignment the caps and the mask allow reaches ``min_quality``; the highest-quality one is returned
+    """No assignment the caps and the mask allow reaches ``target``; the highest-quality one is returned
     (cheapest among those)."""
 
 
@@ -51,7 +51,7 @@ class Assignment:
     Example:
         >>> import numpy as np
         >>> from eccos_core.optimize import solve
-        >>> a = solve(np.array([[1.0, 3.0]]), np.array([[0.5, 0.9]]), min_quality=0.8)
+        >>> a = solve(np.array([[1.0, 3.0]]), np.array([[0.5, 0.9]]), target=0.8)
         >>> a.model_index.tolist(), a.status.value
         ([1], 'optimal')
     """
@@ -89,7 +89,7 @@ class Problem:
     """N×M predicted p(success) in [0, 1] (0 where not allowed)."""
     allowed: np.ndarray
     """N×M bool: model j may take query i (mask given by the caller, minus models capped at 0)."""
-    min_quality: float
+    target: float
     """α in [0, 1]."""
     capacity: np.ndarray
     """Per-model cap as int64, ``N`` where uncapped (a cap of N or more cannot bind)."""
@@ -126,20 +126,20 @@ class Problem:
             cost=self.cost,
             quality=self.quality,
             allowed=self.allowed,
-            min_quality=self.min_quality,
+            target=self.target,
             capacity=np.full(self.m, self.n, dtype=np.int64),
             binding=np.zeros(self.m, dtype=bool),
             caps_given=False,
             mask_given=self.mask_given,
         )
 
-    def with_min_quality(self, min_quality: float) -> Problem:
+    def with_target(self, target: float) -> Problem:
         """The same instance with another α (used to find the cheapest of the highest-quality assignments)."""
         return Problem(
             cost=self.cost,
             quality=self.quality,
             allowed=self.allowed,
-            min_quality=float(min_quality),
+            target=float(target),
             capacity=self.capacity,
             binding=self.binding,
             caps_given=self.caps_given,
@@ -148,7 +148,7 @@ class Problem:
 
     def quality_floor(self) -> float:
         """Least total predicted quality that counts as meeting α (see :data:`QUALITY_RTOL`)."""
-        return self.n * self.min_quality * (1.0 - QUALITY_RTOL)
+        return self.n * self.target * (1.0 - QUALITY_RTOL)
 
     def meets_quality(self, model_index: np.ndarray) -> bool:
         """Whether an assignment reaches α within :data:`QUALITY_RTOL`.
@@ -268,7 +268,7 @@ def _check_room(allowed: np.ndarray, caps: np.ndarray, raw_total: int) -> None:
 def validate_problem(
     cost: Any,
     quality: Any,
-    min_quality: Any,
+    target: Any,
     capacity: Sequence[int | None] | None = None,
     allowed: Any = None,
 ) -> Problem:
@@ -280,7 +280,7 @@ def validate_problem(
     Args:
         cost: N×M costs in USD (finite, >= 0).
         quality: N×M predicted p(success) (in [0, 1]).
-        min_quality: α, the mean predicted quality to reach, in [0, 1].
+        target: The mean predicted quality to reach, in [0, 1].
         capacity: Length-M caps, each a non-negative int or None (uncapped); None for no caps at all.
         allowed: Optional N×M bool mask; False means model j cannot take query i.
 
@@ -291,7 +291,7 @@ def validate_problem(
         InputError: A value is malformed; the message names it and what to fix.
         CapacityError: No assignment fits every query within the caps (and the mask).
     """
-    alpha = check_alpha(min_quality)
+    checked = check_alpha(target, "target")
     cost_array = _as_matrix("cost", cost)
     quality_array = _as_matrix("quality", quality)
     if cost_array.shape != quality_array.shape:
@@ -325,7 +325,7 @@ def validate_problem(
         cost=cost_array if everywhere else np.where(mask, cost_array, 0.0),
         quality=quality_array if everywhere else np.where(mask, quality_array, 0.0),
         allowed=mask,
-        min_quality=alpha,
+        target=checked,
         capacity=caps,
         binding=binding,
         caps_given=caps_given,
@@ -350,10 +350,10 @@ def make_assignment(
     gap = 0.0 if status is SolveStatus.OPTIMAL else max(0.0, float(gap))
     if not message:
         if status is SolveStatus.OPTIMAL:
-            message = f"optimal: mean predicted quality {mean:.4f} >= min_quality {problem.min_quality:g}"
+            message = f"optimal: mean predicted quality {mean:.4f} >= target {problem.target:g}"
         else:
             message = (
-                f"feasible: mean predicted quality {mean:.4f} >= min_quality {problem.min_quality:g}; cost is "
+                f"feasible: mean predicted quality {mean:.4f} >= target {problem.target:g}; cost is "
                 f"at most {gap:.6g} USD above the optimum"
             )
     return Assignment(
@@ -391,13 +391,13 @@ def best_reach(problem: Problem, reached: float) -> str:
 
 def unreachable_fix(problem: Problem) -> str:
     """What the caller can change when α is out of reach."""
-    return "lower min_quality" + (" or raise capacity" if problem.caps_given else "") + " or add stronger models"
+    return "lower the target" + (" or raise capacity" if problem.caps_given else "") + " or add stronger models"
 
 
 def unreachable_message(problem: Problem, reached: float) -> str:
     """The sentence of a QUALITY_UNREACHABLE result: says α is out of reach and what the best reaches."""
     return (
-        f"min_quality {problem.min_quality:g} is unreachable: {best_reach(problem, reached)}; returned the "
+        f"target {problem.target:g} is unreachable: {best_reach(problem, reached)}; returned the "
         f"highest-quality assignment, cheapest among those ({unreachable_fix(problem)})"
     )
 

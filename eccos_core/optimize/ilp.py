@@ -104,7 +104,7 @@ def solve_ilp(problem: Problem, time_limit: float, *, solver: SolverName = "auto
     costs, scale = scaled_costs(problem)
     floor = problem.quality_floor()
     # A hair above the floor (within the tolerance band) so the solver's own tolerance still meets it.
-    need = floor + min(2e-9, 0.5 * (problem.n * problem.min_quality - floor))
+    need = floor + min(2e-9, 0.5 * (problem.n * problem.target - floor))
     rows = np.arange(problem.n)
     for _attempt in range(2):
         model, variables, pair_i, pair_j = _model(problem, np.where(problem.allowed, costs, 0.0), need)

@@ -124,7 +124,7 @@ def run_method(problem: Problem, name: str, time_limit: float, *, solver: Solver
     message = unreachable_message(problem, reached)
     logger.info("%s", message)
     # Lexicographic second stage: the cheapest assignment whose quality equals the maximum (within 1e-9).
-    top = problem.with_min_quality(min(1.0, reached))
+    top = problem.with_target(min(1.0, reached))
     remaining = max(0.1 * time_limit, time_limit - (time.perf_counter() - started))
     result = _run(method, top, remaining, name)
     if not (top.meets_quality(result.model_index) and top.respects_caps(result.model_index)):
@@ -163,7 +163,7 @@ def _per_query(problem: Problem, deadline: float) -> Assignment:
     rows = np.arange(problem.n)
     mean = float(np.mean(problem.quality[rows, index]))
     message = (
-        f"min_quality {problem.min_quality:g} is unreachable by the per-query rule: its assignment reaches "
+        f"target {problem.target:g} is unreachable by the per-query rule: its assignment reaches "
         f"{floor_str(mean)} (queries with no model at α take their best one); "
     )
     reach = reachability(problem, deadline)

@@ -20,7 +20,7 @@ METHOD = "per-query"
 
 def _preference(problem: Problem) -> np.ndarray:
     """Each query's models in the rule's order: those reaching α by cost, then the rest by quality."""
-    threshold = problem.min_quality * (1.0 - QUALITY_RTOL)
+    threshold = problem.target * (1.0 - QUALITY_RTOL)
     good = problem.allowed & (problem.quality >= threshold)
     # Sort keys (ascending): group (0 = reaches α, 1 = does not, 2 = not allowed), then cost or -quality.
     group = np.where(good, 0, np.where(problem.allowed, 1, 2))

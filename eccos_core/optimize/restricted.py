@@ -44,7 +44,7 @@ def mip_need(problem: Problem, need: float) -> float:
     The hair is at most half the tolerance band ``N·α·QUALITY_RTOL``, so an assignment that meets α exactly
     is never cut off.
     """
-    return need + min(2.0 * FEASIBILITY_TOL, 0.5 * (problem.n * problem.min_quality - problem.quality_floor()))
+    return need + min(2.0 * FEASIBILITY_TOL, 0.5 * (problem.n * problem.target - problem.quality_floor()))
 
 
 _DP_STATE_LIMIT = 200_000
