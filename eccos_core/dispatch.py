@@ -23,7 +23,7 @@ from eccos_core.litellm_env import quiet_litellm
 from eccos_core.messages import Message, count_text_tokens, sendable
 from eccos_core.planner import QueryPlan, RoutingPlan
 from eccos_core.pricing import DEFAULT_TIMEOUT, ModelSpec
-from eccos_core.redaction import redact, secrets_in
+from eccos_core.redaction import redact, secrets_in, without_credentials
 
 logger = logging.getLogger("eccos.dispatch")
 
@@ -156,7 +156,11 @@ class _Walk:
                 yield self.dispatcher.spec(name)
 
     def request(self, spec: ModelSpec, messages: Sequence[Message], stream: bool = False) -> dict[str, Any]:
-        options = {**spec.litellm_params, **self.options}
+        params = spec.litellm_params
+        if any(self.options.get(key) not in (None, params.get(key)) for key in ENDPOINT_KEYS):
+            # the call points this model at another endpoint: the pool's credentials stay with the pool's
+            params = without_credentials(params)
+        options = {**params, **self.options}
         options.setdefault("num_retries", 0)
         options.setdefault("timeout", spec.timeout or DEFAULT_TIMEOUT)
         if stream:
@@ -164,11 +168,15 @@ class _Walk:
             options.setdefault("stream_options", {"include_usage": True})
         return {"model": spec.litellm_model, "messages": sendable(messages), **options}
 
-    def failed(self, spec: ModelSpec, exc: Exception) -> None:
-        """Record a failed attempt, or raise :class:`CredentialError` when the cause is a credential."""
+    def failed(self, spec: ModelSpec, exc: Exception) -> CredentialError | None:
+        """Record a failed attempt; a :class:`CredentialError` to raise when the cause is a credential.
+
+        The caller raises it *outside* its ``except`` block, so the provider's exception (whose text may hold the
+        key) is neither its ``__cause__`` nor its ``__context__``.
+        """
         text = redact(str(exc), self.secrets)
         if _is_credential_error(exc):
-            raise CredentialError(_credential_message(spec, type(exc).__name__, text)) from None
+            return CredentialError(_credential_message(spec, type(exc).__name__, text))
         self.fallbacks.append(Fallback(spec.name, type(exc).__name__, text))
         logger.warning(
             "query %d: model %r failed with %s; trying the next model", self.entry.index, spec.name, type(exc).__name__
@@ -245,9 +253,11 @@ class Dispatcher:
                 try:
                     response = litellm.completion(**walk.request(spec, messages))
                 except Exception as exc:  # any provider failure moves the call to the next model
-                    walk.failed(spec, exc)
-                    continue
-                return walk.done(spec, response)
+                    stop = walk.failed(spec, exc)
+                else:
+                    return walk.done(spec, response)
+                if stop is not None:
+                    raise stop
         raise walk.exhausted()
 
     async def asend(
@@ -262,9 +272,11 @@ class Dispatcher:
                 try:
                     response = await litellm.acompletion(**walk.request(spec, messages))
                 except Exception as exc:  # any provider failure moves the call to the next model
-                    walk.failed(spec, exc)
-                    continue
-                return walk.done(spec, response)
+                    stop = walk.failed(spec, exc)
+                else:
+                    return walk.done(spec, response)
+                if stop is not None:
+                    raise stop
         raise walk.exhausted()
 
     def stream(self, entry: QueryPlan, messages: Sequence[Message], **options: Any) -> RoutedStream:
@@ -324,10 +336,15 @@ class RoutedStream(_StreamState):
                     source = iter(litellm.completion(**walk.request(spec, self._messages, stream=True)))
                     first = next(source)
                 except StopIteration:
-                    first, source = None, iter(())
+                    first, source, stop = None, iter(()), None
                 except Exception as exc:  # before the first chunk nothing was shown: fall back
-                    walk.failed(spec, exc)
+                    stop = walk.failed(spec, exc) or _FALL_BACK
+                else:
+                    stop = None
+                if stop is _FALL_BACK:
                     continue
+                if stop is not None:
+                    raise stop
                 self.spec = spec
                 yield from self._relay(first, source)
                 return
@@ -344,9 +361,12 @@ class RoutedStream(_StreamState):
             except StopIteration:
                 break
             except Exception as exc:
-                raise self._walk.interrupted(self.spec, exc, len(self.chunks)) from None
-            self.chunks.append(chunk)
-            yield chunk
+                error = self._walk.interrupted(self.spec, exc, len(self.chunks))
+            else:
+                self.chunks.append(chunk)
+                yield chunk
+                continue
+            raise error  # outside the except block: the provider's exception is not its context
         self._finish()
 
 
@@ -363,8 +383,13 @@ class AsyncRoutedStream(_StreamState):
                     source = aiter(await litellm.acompletion(**walk.request(spec, self._messages, stream=True)))
                     first = await anext(source, None)
                 except Exception as exc:  # before the first chunk nothing was shown: fall back
-                    walk.failed(spec, exc)
+                    stop = walk.failed(spec, exc) or _FALL_BACK
+                else:
+                    stop = None
+                if stop is _FALL_BACK:
                     continue
+                if stop is not None:
+                    raise stop
                 self.spec = spec
                 if first is not None:
                     self.chunks.append(first)
@@ -375,12 +400,23 @@ class AsyncRoutedStream(_StreamState):
                     except StopAsyncIteration:
                         break
                     except Exception as exc:
-                        raise walk.interrupted(spec, exc, len(self.chunks)) from None
-                    self.chunks.append(chunk)
-                    yield chunk
+                        error = walk.interrupted(spec, exc, len(self.chunks))
+                    else:
+                        self.chunks.append(chunk)
+                        yield chunk
+                        continue
+                    raise error  # outside the except block: the provider's exception is not its context
                 self._finish()
                 return
         raise walk.exhausted()
+
+
+_FALL_BACK: Any = object()
+"""What a stream's first-chunk handler sets when the failure moves the call on (never raised)."""
+
+ENDPOINT_KEYS = ("api_base", "base_url")
+"""Call options that send a model's request elsewhere than its pool entry says; the pool's credentials are then
+not sent (a per-call endpoint brings its own ``api_key``, or none)."""
 
 
 def _content(response: Any) -> str:

@@ -364,6 +364,8 @@ def _load_router(router: Any) -> Router:
 
 
 def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool):  # JSON true is not 1.0: one validation for every door
+        raise InputError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -53,6 +53,15 @@ def is_secret_param(name: str) -> bool:
     return lowered in SECRET_KEYS or lowered.endswith(SECRET_SUFFIXES)
 
 
+def without_credentials(params: Any) -> Any:
+    """A copy of ``params`` with every credential *removed* (nested headers included): what may go elsewhere."""
+    if isinstance(params, Mapping):
+        return {key: without_credentials(value) for key, value in params.items() if not is_secret_param(str(key))}
+    if isinstance(params, (list, tuple)):
+        return [without_credentials(v) for v in params]
+    return params
+
+
 def redact_params(params: Any) -> Any:
     """A copy of ``params`` with every credential value replaced by ``***``, walking nested mappings and lists.
 
@@ -147,4 +156,13 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-__all__ = ["REDACTED", "SECRET_KEYS", "is_secret_param", "redact", "redact_params", "redact_url", "secrets_in"]
+__all__ = [
+    "REDACTED",
+    "SECRET_KEYS",
+    "is_secret_param",
+    "redact",
+    "redact_params",
+    "redact_url",
+    "secrets_in",
+    "without_credentials",
+]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from eccos_core.validation import DEFAULT_POLICY
 
@@ -77,12 +77,13 @@ class RouterSettings(BaseModel):
     _loaded: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    @field_validator("policy", mode="before")
+    @field_validator("min_quality", "policy", mode="before")
     @classmethod
-    def _check_policy(cls, value: Any) -> str:
-        from eccos_core.validation import check_policy
+    def _check_in_core(cls, value: Any, info: ValidationInfo) -> Any:
+        """The core's checks, one for every door (a boolean is not a ``min_quality``)."""
+        from eccos_core.validation import check_alpha, check_policy
 
-        return check_policy(value)
+        return check_policy(value) if info.field_name == "policy" else check_alpha(value)
 
     @field_validator("router")
     @classmethod

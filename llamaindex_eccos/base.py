@@ -36,7 +36,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -150,12 +150,13 @@ class ECCOSLLM(FunctionCallingLLM):
 
     _router: Any = PrivateAttr(default=None)
 
-    @field_validator("policy", mode="before")
+    @field_validator("min_quality", "policy", mode="before")
     @classmethod
-    def _check_policy(cls, value: Any) -> str:
-        from eccos_core.validation import check_policy
+    def _check_in_core(cls, value: Any, info: ValidationInfo) -> Any:
+        """The core's checks, one for every door (a boolean is not a ``min_quality``)."""
+        from eccos_core.validation import check_alpha, check_policy
 
-        return check_policy(value)
+        return check_policy(value) if info.field_name == "policy" else check_alpha(value)
 
     @field_validator("router")
     @classmethod

@@ -119,6 +119,44 @@ def test_a_rejected_credential_raises_at_once_naming_the_model(make_router, loop
 
     assert len(loopback.requests) == 1  # not retried on other models
     assert api_key not in str(caught.value)
+    # nor anywhere in its chain: the provider's exception (whose text may echo the key) is not kept
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+async def test_a_rejected_credential_keeps_no_provider_exception_in_any_path(make_router, loopback):
+    planned = make_router().plan(["hi"], 0.0).queries[0]
+    router = make_router(modes={planned.model: "unauthorized"})
+    for call in (
+        lambda: router.complete("hi", 0.0),
+        lambda: list(router.stream("hi", min_quality=0.0)),
+    ):
+        with pytest.raises(CredentialError) as caught:
+            call()
+        assert caught.value.__context__ is None and caught.value.__cause__ is None
+    with pytest.raises(CredentialError) as caught:
+        await router.acomplete("hi", 0.0)
+    assert caught.value.__context__ is None
+    with pytest.raises(CredentialError) as caught:
+        async for _ in await router.astream("hi", min_quality=0.0):
+            pass
+    assert caught.value.__context__ is None
+
+
+def test_a_per_call_endpoint_never_receives_the_pools_credentials(make_router, loopback, api_key):
+    from loopback import serve_loopback
+
+    router = make_router()
+    with serve_loopback() as other:
+        with pytest.raises(CredentialError, match="credential"):  # no key of its own: LiteLLM sends nothing
+            router.complete("hi", 0.0, api_base=other.api_base)
+        assert other.requests == [] and loopback.requests == []
+        reply = router.complete("hi", 0.0, api_base=other.api_base, api_key="sk-the-callers-own")
+        assert reply.text.startswith("answer from") and len(other.requests) == 1 and loopback.requests == []
+        headers = {k.lower(): v for k, v in other.requests[0].headers.items()}
+        assert "sk-the-callers-own" in headers["authorization"]
+        assert all(api_key not in value for value in headers.values())
+    router.complete("hi", 0.0)  # the pool's own endpoint still gets the pool's key
+    assert api_key in {k.lower(): v for k, v in loopback.requests[-1].headers.items()}["authorization"]
 
 
 def test_a_missing_credential_names_the_environment_variable(fake_predictor, bundled_pool_specs, monkeypatch):

@@ -86,3 +86,19 @@ def test_feedback_refuses_token_counts_the_log_loader_would_refuse(make_pool: An
         with pytest.raises(InputError, match="output_tokens"):
             router.record_outcome("What is 2 + 2?", name, 1.0, tokens)
     router.record_outcome("What is 2 + 2?", name, 1.0, 1e9)
+
+
+@pytest.mark.parametrize("value", [True, False, float("nan"), 1.5, "0.7"])
+def test_every_shell_refuses_what_the_core_refuses_for_min_quality(router: Router, value: Any) -> None:
+    from pydantic import ValidationError
+
+    from langchain_eccos import ChatECCOS, ECCOSSelector
+    from llamaindex_eccos import ECCOSLLM
+
+    for shell in (ChatECCOS, ECCOSSelector, ECCOSLLM):
+        with pytest.raises(ValidationError, match="min_quality must"):
+            shell(router=router, min_quality=value)
+    with pytest.raises(InputError, match="min_quality must"):
+        ChatECCOS(router=router).invoke("What is 2 + 2?", min_quality=value)
+    with pytest.raises(InputError, match="min_quality must"):
+        router.complete("What is 2 + 2?", value)
