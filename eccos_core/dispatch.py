@@ -324,7 +324,11 @@ class _StreamState:
 
 
 class RoutedStream(_StreamState):
-    """Iterator over a routed call's LiteLLM chunks, falling back only before the first chunk."""
+    """Iterator over a routed call's LiteLLM chunks, falling back only before the model's first chunk.
+
+    A stream that ends before the model sent anything (an SSE of only ``[DONE]``) is a failure of that model,
+    not an empty answer: the call falls back to the next one.
+    """
 
     def __iter__(self) -> Iterator[Any]:
         import litellm
@@ -334,9 +338,7 @@ class RoutedStream(_StreamState):
             for spec in walk.models():
                 try:
                     source = iter(litellm.completion(**walk.request(spec, self._messages, stream=True)))
-                    first = next(source)
-                except StopIteration:
-                    first, source, stop = None, iter(()), None
+                    opening = _opening(source)
                 except Exception as exc:  # before the first chunk nothing was shown: fall back
                     stop = walk.failed(spec, exc) or _FALL_BACK
                 else:
@@ -346,15 +348,15 @@ class RoutedStream(_StreamState):
                 if stop is not None:
                     raise stop
                 self.spec = spec
-                yield from self._relay(first, source)
+                yield from self._relay(opening, source)
                 return
         raise walk.exhausted()
 
-    def _relay(self, first: Any, source: Iterator[Any]) -> Iterator[Any]:
+    def _relay(self, opening: list[Any], source: Iterator[Any]) -> Iterator[Any]:
         assert self.spec is not None
-        if first is not None:
-            self.chunks.append(first)
-            yield first
+        for chunk in opening:
+            self.chunks.append(chunk)
+            yield chunk
         while True:
             try:
                 chunk = next(source)
@@ -381,7 +383,7 @@ class AsyncRoutedStream(_StreamState):
             for spec in walk.models():
                 try:
                     source = aiter(await litellm.acompletion(**walk.request(spec, self._messages, stream=True)))
-                    first = await anext(source, None)
+                    opening = await _aopening(source)
                 except Exception as exc:  # before the first chunk nothing was shown: fall back
                     stop = walk.failed(spec, exc) or _FALL_BACK
                 else:
@@ -391,9 +393,9 @@ class AsyncRoutedStream(_StreamState):
                 if stop is not None:
                     raise stop
                 self.spec = spec
-                if first is not None:
-                    self.chunks.append(first)
-                    yield first
+                for chunk in opening:
+                    self.chunks.append(chunk)
+                    yield chunk
                 while True:
                     try:
                         chunk = await anext(source)
@@ -409,6 +411,41 @@ class AsyncRoutedStream(_StreamState):
                 self._finish()
                 return
         raise walk.exhausted()
+
+
+class EmptyStreamError(Exception):
+    """A provider's stream ended before the model said anything (LiteLLM then makes up a bare ``stop`` chunk)."""
+
+
+def _carries(chunk: Any) -> bool:
+    """Whether a chunk comes from the model: a role, content (even ``""``), a tool or function call, or usage."""
+    for choice in getattr(chunk, "choices", None) or ():
+        delta = getattr(choice, "delta", None)
+        if delta is not None and any(
+            getattr(delta, name, None) is not None for name in ("role", "content", "tool_calls", "function_call")
+        ):
+            return True
+    return getattr(chunk, "usage", None) is not None
+
+
+def _opening(source: Iterator[Any]) -> list[Any]:
+    """The chunks up to the first that comes from the model; :class:`EmptyStreamError` if none does."""
+    held = []
+    for chunk in source:
+        held.append(chunk)
+        if _carries(chunk):
+            return held
+    raise EmptyStreamError("the stream ended before the model sent a role, content or a tool call")
+
+
+async def _aopening(source: AsyncIterator[Any]) -> list[Any]:
+    """Async :func:`_opening`."""
+    held = []
+    async for chunk in source:
+        held.append(chunk)
+        if _carries(chunk):
+            return held
+    raise EmptyStreamError("the stream ended before the model sent a role, content or a tool call")
 
 
 _FALL_BACK: Any = object()

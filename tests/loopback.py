@@ -4,7 +4,8 @@ The reply names the model it was asked for, which is how callers see where a que
 tool calls (the forced or first tool, arguments filled from its schema), structured output (``response_format``
 with a JSON schema), and streams with usage. A marker in the served model name picks a failure: ``broken``
 (HTTP 500 echoing the credential), ``unauthorized`` (401), ``hang`` (never answers), ``flaky`` (503 for a
-seeded share of requests), ``midstream`` (a stream that dies after two chunks) and ``gated`` (a stream whose
+seeded share of requests), ``midstream`` (a stream that dies after two chunks), ``empty`` (a stream of only
+``[DONE]``) and ``gated`` (a stream whose
 last chunk waits for ``provider.gate``).
 """
 
@@ -215,6 +216,11 @@ def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
             self.send_header("Connection", "close")
             self.end_headers()
             base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
+            if "empty" in model:  # a stream of only [DONE]: no content, no finish reason
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+                return
             deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
             if call:
                 deltas.append({"tool_calls": [{"index": 0, **call}]})

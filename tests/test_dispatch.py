@@ -109,6 +109,33 @@ async def test_astream_that_dies_midway_raises(make_router, loopback):
             pass
 
 
+async def test_an_empty_stream_is_a_failure_of_that_model_not_an_empty_answer(make_router, loopback):
+    """An SSE of only [DONE]: LiteLLM makes up a bare 'stop' chunk; the call falls back, sync and async."""
+    planned = make_router().plan(["Say hello"], 0.0).queries[0]
+    router = make_router(modes={planned.model: "empty"})
+    stream = router.stream("Say hello", min_quality=0.0)
+    text = _text(list(stream))
+    assert stream.model != planned.model and text == f"answer from {stream.model}"
+    assert [(f.model, f.error_type) for f in stream.result.fallbacks] == [(planned.model, "EmptyStreamError")]
+    astream = await router.astream("Say hello", min_quality=0.0)
+    chunks = [chunk async for chunk in astream]
+    assert astream.model != planned.model and _text(chunks) == f"answer from {astream.model}"
+
+    everywhere = make_router(modes={CHEAP: "empty", MID: "empty", STRONG: "empty"})
+    with pytest.raises(DispatchError, match="EmptyStreamError"):
+        list(everywhere.stream("Say hello", min_quality=0.0))
+
+
+def test_an_empty_stream_reaches_langchain_as_a_fallback_answer(make_router, loopback):
+    from langchain_eccos import ChatECCOS
+
+    planned = make_router().plan(["Say hello"], 0.0).queries[0]
+    chat = ChatECCOS(router=make_router(modes={planned.model: "empty"}), min_quality=0.0)
+    chunks = list(chat.stream("Say hello"))
+    answer = "".join(c.content for c in chunks)
+    assert answer.startswith("answer from") and planned.model not in answer
+
+
 # ------------------------------------------------------------------------------------------ credentials
 def test_a_rejected_credential_raises_at_once_naming_the_model(make_router, loopback, api_key):
     planned = make_router().plan(["hi"], 0.0).queries[0]
