@@ -8,6 +8,7 @@ as ``Router.complete`` routes it); a batch's calls through one ``Router.plan`` (
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,43 @@ def plan_joint(model: ChatECCOS, requests: Sequence[Request]) -> RoutingPlan:
         capacity=first.capacity,
         **first.options,
     )
+
+
+NOT_CONSTRUCTOR_SETTINGS = {
+    "budget": "ChatECCOS routes by min_quality; a budget is Router.plan / Router.complete's (budget=...)",
+    "confidence": "confidence is a guarantee on a batch: give it per batch, .batch(..., confidence=0.9) or "
+    ".bind(confidence=0.9)",
+}
+"""Constructor kwargs eccos owns elsewhere: refused with where they belong, never sent to a provider."""
+
+
+def sort_constructor_kwargs(cls: type, values: Any) -> Any:
+    """Unknown constructor kwargs go to ``model_kwargs`` with a warning, as LangChain's chat models do.
+
+    ``ChatECCOS(top_p=0.9)`` becomes ``model_kwargs={"top_p": 0.9}`` (LiteLLM options for whichever model
+    answers); eccos settings that are not constructor fields (:data:`NOT_CONSTRUCTOR_SETTINGS`) are a
+    ``ValueError`` naming where they belong.
+    """
+    from langchain_core.utils.utils import _build_model_kwargs, get_pydantic_field_names
+
+    from eccos_core.redaction import is_secret_param
+
+    if not isinstance(values, dict):
+        return values
+    for name, where in NOT_CONSTRUCTOR_SETTINGS.items():
+        if name in values or name in (values.get("model_kwargs") or {}):
+            raise ValueError(f"{name}= is not a ChatECCOS setting: {where}")
+    fields = get_pydantic_field_names(cls)
+    values = dict(values)
+    for name in [k for k in values if k not in fields and is_secret_param(k)]:
+        # one key for every provider of the pool would leak it to all of them, and model_kwargs is serialized
+        warnings.warn(
+            f"ChatECCOS ignores {name}=: each pool model carries its own credential (models=[{{..., "
+            f"'litellm_params': {{'{name}': ...}}}}] or the provider's environment variable)",
+            stacklevel=4,
+        )
+        values.pop(name)
+    return _build_model_kwargs(values, fields)
 
 
 __all__ = ["Request", "build_request", "plan_alone", "plan_joint"]

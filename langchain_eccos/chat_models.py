@@ -19,11 +19,11 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from typing_extensions import override
 
 from langchain_eccos import batches, runs
-from langchain_eccos.calls import build_request
+from langchain_eccos.calls import build_request, sort_constructor_kwargs
 from langchain_eccos.messages import ageneration_chunks, chat_result, generation_chunks
 from langchain_eccos.routing import RouterSettings
 from langchain_eccos.structured import Method, openai_tool_choice, structured_output
@@ -114,6 +114,11 @@ class ChatECCOS(RouterSettings, BaseChatModel):
 
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other LiteLLM options sent with every call (``top_p``, ``seed``, ``extra_headers``, ...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sort_kwargs(cls, values: Any) -> Any:
+        return sort_constructor_kwargs(cls, values)
 
     # ------------------------------------------------------------------------------------ LangChain hooks
     @property

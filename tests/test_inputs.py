@@ -102,3 +102,27 @@ def test_every_shell_refuses_what_the_core_refuses_for_min_quality(router: Route
         ChatECCOS(router=router).invoke("What is 2 + 2?", min_quality=value)
     with pytest.raises(InputError, match="min_quality must"):
         router.complete("What is 2 + 2?", value)
+
+
+def test_unknown_chat_constructor_kwargs_move_to_model_kwargs_with_a_warning(router: Router, loopback: Any) -> None:
+    from langchain_eccos import ChatECCOS
+
+    with pytest.warns(UserWarning, match="top_p was transferred to model_kwargs"):
+        chat = ChatECCOS(router=router, min_quality=0.5, top_p=0.5)
+    assert chat.model_kwargs == {"top_p": 0.5}
+    chat.invoke("What is 2 + 2?")
+    assert loopback.requests[-1].body["top_p"] == 0.5
+    with pytest.warns(UserWarning, match="ignores api_key=: each pool model carries its own credential"):
+        keyless = ChatECCOS(router=router, api_key="sk-not-for-every-provider")
+    assert keyless.model_kwargs == {} and "sk-not-for-every-provider" not in repr(keyless)
+    for owned in ("budget", "confidence"):
+        with pytest.raises(ValueError, match=f"{owned}= is not a ChatECCOS setting"):
+            ChatECCOS(router=router, **{owned: 0.5})
+
+
+def test_eccos_options_per_call_never_reach_the_provider(router: Router, loopback: Any) -> None:
+    from langchain_eccos import ChatECCOS
+
+    ChatECCOS(router=router).invoke("What is 2 + 2?", min_quality=0.5, policy="strict", capacity=None)
+    body = loopback.requests[-1].body
+    assert not {"min_quality", "policy", "capacity", "confidence"} & set(body)
