@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 from eccos_core.dispatch import Dispatcher
 from eccos_core.errors import CredentialError, DispatchError, EccosError, InputError, LogFormatError
-from eccos_core.graders import Grader, GradingError, make_grader
+from eccos_core.graders import Grader, make_grader
 from eccos_core.logs import load_logs
-from eccos_core.messages import count_input_tokens
+from eccos_core.messages import check_encodable, count_input_tokens
 from eccos_core.planner import QueryPlan
 from eccos_core.pricing import ModelSpec, validate_pool
 
@@ -112,6 +112,13 @@ def load_questions(
     return questions
 
 
+def _texts(value: Any) -> list[str]:
+    """The strings in a question field (an answer may be a list of acceptable strings)."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _parse_question(data: Any, where: str) -> Question:
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a JSON object with 'id', 'query' and 'answer'")
@@ -125,6 +132,9 @@ def _parse_question(data: Any, where: str) -> Question:
     for key in ("task", "grader"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise InputError(f"{where}: '{key}' must be a string when given")
+    for key in ("id", "query", "task", "answer"):  # refused before any call is paid for, not when writing the log
+        for text in _texts(data.get(key)):
+            check_encodable(text, f"{where}: '{key}'")
     return Question(str(data["id"]), data["query"], data["answer"], data.get("task"), data.get("grader"))
 
 
@@ -429,7 +439,7 @@ class _Run:
             grader = self.graders[question.grader or self.default_grader]
             try:
                 grade = await grader.agrade(reply.text, question.answer, question.query)
-            except (GradingError, CredentialError) as exc:
+            except Exception as exc:  # a custom grader's bug too: reported at the end, the run goes on
                 lost = float(getattr(exc, "cost", 0.0))  # a judge that answered without a verdict was paid
                 actual += lost
                 self.judge_cost += lost

@@ -69,7 +69,7 @@ def _visible(text: str) -> bool:
     return any(not (ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc")) for ch in text)
 
 
-def _check_encodable(text: str, where: str) -> None:
+def check_encodable(text: str, where: str) -> None:
     """A text no provider can receive (a lone UTF-16 surrogate, e.g. from a bad JSON decode) is an input error."""
     try:
         text.encode("utf-8")
@@ -86,7 +86,7 @@ def normalize(query: Any, index: int) -> list[Message]:
     if isinstance(query, str):
         if not _visible(query):
             raise InputError(f"query {index} has no text: give the prompt text")
-        _check_encodable(query, f"query {index}")
+        check_encodable(query, f"query {index}")
         return [{"role": "user", "content": query}]
     if isinstance(query, Mapping):
         raise InputError(f"query {index} is a single message; wrap it in a list: [{{'role': 'user', 'content': ...}}]")
@@ -103,7 +103,7 @@ def normalize(query: Any, index: int) -> list[Message]:
                 f"query {index}, message {k}: expected a dict with 'role' and 'content', got {type(message).__name__}"
             )
         text = message_text(message, index, k)
-        _check_encodable(text, f"query {index}, message {k}")
+        check_encodable(text, f"query {index}, message {k}")
         carries = message.get("tool_calls") or message.get("function_call") or has_image(message)
         if not _visible(text) and not carries and message.get("role") != "tool":
             raise InputError(
@@ -275,6 +275,7 @@ __all__ = [
     "Message",
     "Needs",
     "Query",
+    "check_encodable",
     "check_options",
     "count_input_tokens",
     "count_text_tokens",

@@ -425,6 +425,40 @@ def test_loader_still_refuses_a_malformed_complete_line(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- inputs, CLI
+def test_a_grader_that_raises_is_reported_and_the_run_goes_on(loopback: Any, tmp_path: Path, api_key: str) -> None:
+    from eccos_core.graders import Grader
+
+    class Fragile(Grader):
+        name = "fragile"
+
+        def grade(self, response: str, answer: Any, query: str = "") -> float:
+            if "topic 1." in query:
+                raise ZeroDivisionError("a bug in the user's grader")
+            return 1.0
+
+    pool = [
+        ModelSpec(
+            "steady",
+            litellm_model="openai/steady",
+            input_cost_per_token=1e-6,
+            output_cost_per_token=1e-6,
+            litellm_params={"api_base": loopback.api_base, "api_key": api_key},
+        )
+    ]
+    items = [Question(f"q{i}", f"Say something about topic {i}.", "x") for i in range(4)]
+    report = collect(items, pool, tmp_path / "logs.jsonl", Fragile(), concurrency=1)
+    tally = report.tallies["steady"]
+    assert tally.written == 3 and tally.failed == 1 and "ZeroDivisionError" in tally.last_error
+    assert tally.cost > 0 and len(load_logs(tmp_path / "logs.jsonl")) == 3  # the paid answers are kept
+
+
+def test_a_lone_surrogate_in_a_question_is_refused_before_anything_is_paid(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": 1, "query": "Q \\ud800?", "answer": "B"}\n')
+    with pytest.raises(InputError, match=r"q.jsonl:1: 'query' holds a lone surrogate"):
+        load_questions(path, {"mcq": make_grader("mcq")}, default="mcq")
+
+
 def test_questions_file_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     graders = {"mcq": make_grader("mcq")}
