@@ -221,13 +221,35 @@ if pick < 0 then
 end
 counts[pick + 1] = counts[pick + 1] + 1
 counts[m + 1] = calls + 1
-redis.call('SET', KEYS[1], cjson.encode(sums))
-redis.call('SET', KEYS[2], cjson.encode(counts))
+local ttl = tonumber(ARGV[7])
+redis.call('SET', KEYS[1], cjson.encode(sums), 'EX', ttl)
+redis.call('SET', KEYS[2], cjson.encode(counts), 'EX', ttl)
 redis.call('HINCRBY', KEYS[3], 'calls', 1)
 redis.call('HINCRBYFLOAT', KEYS[3], 'quality', quality[pick + 1])
 redis.call('HINCRBYFLOAT', KEYS[3], 'cost', cost[pick + 1])
+redis.call('EXPIRE', KEYS[3], ttl)
+-- the registry of live streams, least recently used first: past ARGV[8] streams the oldest are deleted
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[4], tonumber(now[1]) + tonumber(now[2]) / 1e6, ARGV[9])
+local extra = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[8])
+if extra > 0 then
+  for _, base in ipairs(redis.call('ZPOPMIN', KEYS[4], extra)) do
+    if base ~= ARGV[9] and string.sub(base, 1, #ARGV[10]) == ARGV[10] then
+      redis.call('DEL', base .. ':sums', base .. ':counts', base .. ':totals')
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[4], ttl)
 return pick
 """
+
+MAX_FLEET_STREAMS = 256
+"""Streams (``min_quality`` / budget values) one Redis prefix keeps; the least recently used past it are deleted,
+so clients sending a fresh value per call cannot fill the shared Redis: at most ``3 * MAX_FLEET_STREAMS + 1``
+keys per prefix."""
+
+STREAM_TTL_S = 7 * 24 * 3600
+"""A stream unused this long expires from Redis (its keys are refreshed at every call)."""
 
 
 class RedisStore:
@@ -235,14 +257,25 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, client: Redis, prefix: str = "eccos") -> None:
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str = "eccos",
+        *,
+        max_streams: int = MAX_FLEET_STREAMS,
+        ttl_s: int = STREAM_TTL_S,
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.max_streams = int(max_streams)
+        """Streams kept under this prefix (least recently used deleted past it)."""
+        self.ttl_s = int(ttl_s)
+        """Seconds an unused stream's keys live."""
         self._commit = client.register_script(_COMMIT)
 
     def _keys(self, stream: str) -> list[str]:
         base = f"{self.prefix}:{stream}"
-        return [f"{base}:sums", f"{base}:counts", f"{base}:totals"]
+        return [f"{base}:sums", f"{base}:counts", f"{base}:totals", f"{self.prefix}:streams"]
 
     async def read(self, stream: str, grid: int, models: int) -> Snapshot:
         """The stream's state now (zeros for a new stream)."""
@@ -264,6 +297,10 @@ class RedisStore:
             json.dumps([float(c) for c in caps]),
             json.dumps([float(v) for v in change.quality]),
             json.dumps([float(v) for v in change.cost]),
+            str(self.ttl_s),
+            str(self.max_streams),
+            f"{self.prefix}:{stream}",
+            f"{self.prefix}:",
         ]
         return int(await self._commit(keys=self._keys(stream), args=args))
 

@@ -137,3 +137,22 @@ def test_caps_are_checked() -> None:
     with pytest.raises(InputError, match="no room"):
         check_caps({"a": 0.3, "b": 0.3}, ["a", "b"])
     assert check_caps({"a": 0.3}, ["a", "b"]) == [0.3, None]
+
+
+async def test_the_shared_store_is_bounded_whatever_goals_clients_send(problem, redis_server) -> None:
+    """Each min_quality value is a stream of 3 keys; past max_streams the least recently used are deleted."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    store = RedisStore(client, prefix="t4", max_streams=50)
+    names, dual = problem["names"], problem["dual"]
+    for k in range(300):  # a client sending a fresh min_quality per call
+        alpha = round(0.3 + k * 1e-4, 6)
+        key = stream_key("t", names, "quality", alpha)
+        price = FleetPrice("quality", problem["target"], dual.curve, store, stream=key, caps=[None] * len(names))
+        await price.route(problem["quality"][k], problem["cost"][k], problem["allowed"][k])
+    keys = await client.dbsize()
+    ttl = await client.ttl(f"t4:{stream_key('t', names, 'quality', round(0.3 + 299e-4, 6))}:sums")
+    await client.aclose()
+    assert keys <= 3 * 50 + 1 and keys >= 3 * 49
+    assert 0 < ttl <= store.ttl_s
