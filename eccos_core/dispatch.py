@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eccos_core.errors import CredentialError, DispatchError, StreamInterruptedError
+from eccos_core.errors import CredentialError, DeadlineExceededError, DispatchError, StreamInterruptedError
 from eccos_core.litellm_env import quiet_litellm
 from eccos_core.messages import Message, count_text_tokens, sendable
 from eccos_core.planner import QueryPlan, RoutingPlan
-from eccos_core.pricing import DEFAULT_TIMEOUT, ModelSpec
+from eccos_core.pricing import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, ModelSpec
 from eccos_core.redaction import redact, secrets_in, without_credentials
 
 logger = logging.getLogger("eccos.dispatch")
@@ -143,15 +143,29 @@ class _Walk:
         self.dispatcher = dispatcher
         self.entry = entry
         self.options = dict(options)
+        planned = dispatcher.spec(entry.model)
+        self.deadline = float(self.options.pop("deadline", None) or planned.deadline or DEFAULT_DEADLINE)
+        """Seconds the whole walk may take (the call's ``deadline=``, the planned model's, or the default)."""
+        self.timed_out = False
         self.ledger = ledger
         self.fallbacks: list[Fallback] = []
         self.started = time.perf_counter()
         self.secrets = dispatcher.secrets + (secrets_in([self.options]) if self.options else ())
 
+    def remaining(self) -> float:
+        """Seconds left before the call's deadline."""
+        return self.deadline - (time.perf_counter() - self.started)
+
     def models(self) -> Iterator[ModelSpec]:
-        """The planned model, then its fallbacks (skipping those whose cap this batch has used up)."""
+        """The planned model, then its fallbacks (skipping those whose cap this batch has used up).
+
+        Stops when the deadline has passed (:meth:`exhausted` then says so).
+        """
         yield self.dispatcher.spec(self.entry.model)
         for name in self.entry.chain:
+            if self.remaining() <= 0:
+                self.timed_out = True
+                return
             if self.ledger is None or self.ledger.take(name):
                 yield self.dispatcher.spec(name)
 
@@ -162,7 +176,8 @@ class _Walk:
             params = without_credentials(params)
         options = {**params, **self.options}
         options.setdefault("num_retries", 0)
-        options.setdefault("timeout", spec.timeout or DEFAULT_TIMEOUT)
+        attempt = options.get("timeout") or spec.timeout or DEFAULT_TIMEOUT
+        options["timeout"] = max(0.001, min(float(attempt), self.remaining()))  # no attempt outlives the deadline
         if stream:
             options["stream"] = True
             options.setdefault("stream_options", {"include_usage": True})
@@ -208,10 +223,16 @@ class _Walk:
     def exhausted(self) -> DispatchError:
         i = self.entry.index
         tried = ", ".join(f"{f.model} ({f.error_type})" for f in self.fallbacks) or "none could take it"
-        error = DispatchError(
-            f"query {i}: every model that could take it failed: {tried}; check those providers' endpoints "
-            "(this error's .fallbacks hold the messages)"
-        )
+        if self.timed_out:
+            error: DispatchError = DeadlineExceededError(
+                f"query {i}: its deadline of {self.deadline:g} s passed after trying {tried}; raise deadline= "
+                "(per call, or a model's deadline in the models file) or check those providers' endpoints"
+            )
+        else:
+            error = DispatchError(
+                f"query {i}: every model that could take it failed: {tried}; check those providers' endpoints "
+                "(this error's .fallbacks hold the messages)"
+            )
         error.index = i  # type: ignore[attr-defined]
         error.fallbacks = tuple(self.fallbacks)  # type: ignore[attr-defined]
         error.results = None  # type: ignore[attr-defined]

@@ -39,6 +39,10 @@ class DispatchError(EccosError, RuntimeError):
     """Every model that could take a call failed at the provider."""
 
 
+class DeadlineExceededError(DispatchError):
+    """A call's total deadline passed before any model answered; ``fallbacks`` lists what was tried."""
+
+
 class CapabilityError(InputError):
     """No pool model can serve a call's needs (tools, images, a response schema, its max_tokens)."""
 

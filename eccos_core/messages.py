@@ -249,6 +249,7 @@ _BOUNDED_OPTIONS: tuple[tuple[str, float, float, bool], ...] = (
     ("temperature", 0.0, 2.0, False),
     ("top_p", 0.0, 1.0, False),
     ("timeout", 0.0, math.inf, True),
+    ("deadline", 0.0, math.inf, True),
     ("num_retries", 0.0, 100.0, False),
     ("presence_penalty", -2.0, 2.0, False),
     ("frequency_penalty", -2.0, 2.0, False),

@@ -40,6 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEFAULT_TIMEOUT = 120.0
 """Seconds a provider may take to answer one call before it counts as failed and the call falls back."""
 
+DEFAULT_DEADLINE = 300.0
+"""Seconds one call may take in all, its fallbacks included (a per-call ``deadline=``, else the planned model's
+``deadline``, else this); past it the call fails with :class:`~eccos_core.errors.DeadlineExceededError`
+naming what was tried, instead of walking the whole chain at ``timeout`` each."""
+
 _CAPABILITIES = {
     "supports_tools": "supports_function_calling",
     "supports_vision": "supports_vision",
@@ -102,6 +107,9 @@ class ModelSpec:
     prompt); counted in the planned cost. Prompts are counted with one tokenizer for the whole pool."""
     timeout: float | None = None
     """Seconds to wait for this model's answer before falling back (default :data:`DEFAULT_TIMEOUT`)."""
+    deadline: float | None = None
+    """Seconds a call planned to this model may take in all, fallbacks included (default
+    :data:`DEFAULT_DEADLINE`)."""
     litellm_params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """Extra keyword arguments for ``litellm.completion`` for this model only."""
 
@@ -164,10 +172,13 @@ class ModelSpec:
         if isinstance(overhead, bool) or not isinstance(overhead, numbers.Integral) or overhead < 0:
             raise ConfigError(f"model {self.name!r}: prompt_overhead_tokens must be a non-negative integer")
         object.__setattr__(self, "prompt_overhead_tokens", int(overhead))
-        if self.timeout is not None:
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, numbers.Real) or not self.timeout > 0:
-                raise ConfigError(f"model {self.name!r}: timeout must be a positive number of seconds or null")
-            object.__setattr__(self, "timeout", float(self.timeout))
+        for key in ("timeout", "deadline"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+                raise ConfigError(f"model {self.name!r}: {key} must be a positive number of seconds or null")
+            object.__setattr__(self, key, float(value))
 
     def missing(self, needs: Needs) -> list[str]:
         """The capabilities of ``needs`` this model lacks (empty when it can serve the call)."""

@@ -136,6 +136,33 @@ def test_an_empty_stream_reaches_langchain_as_a_fallback_answer(make_router, loo
     assert answer.startswith("answer from") and planned.model not in answer
 
 
+# ------------------------------------------------------------------------------------------ deadlines
+def test_a_call_stops_at_its_total_deadline_not_after_every_timeout_of_its_chain(make_router, loopback):
+    import time
+
+    from eccos_core.errors import DeadlineExceededError
+
+    router = make_router(modes={CHEAP: "hang", MID: "hang", STRONG: "hang"})
+    started = time.perf_counter()
+    with pytest.raises(DeadlineExceededError, match=r"deadline of 1\.5 s passed after trying") as caught:
+        router.complete("hi", 0.0, deadline=1.5, timeout=1.0)
+    assert time.perf_counter() - started < 5.0  # not 3 models × 1 s plus retries, let alone 3 × 120 s
+    assert 1 <= len(caught.value.fallbacks) <= 2 and isinstance(caught.value, DispatchError)
+    assert all("deadline" not in request.body for request in loopback.requests)
+
+
+def test_a_models_file_deadline_is_the_default_of_calls_planned_to_it(make_router, loopback):
+    from eccos_core.errors import ConfigError, DeadlineExceededError
+    from eccos_core.pricing import ModelSpec
+
+    router = make_router(modes={CHEAP: "hang", MID: "hang", STRONG: "hang"}, deadline=1.0, timeout=0.6)
+    with pytest.raises(DeadlineExceededError, match=r"deadline of 1 s"):
+        router.complete("hi", 0.0)
+    for bad in (0, -1, float("inf"), True, "soon"):
+        with pytest.raises(ConfigError, match="deadline must be a positive number of seconds"):
+            ModelSpec("m", input_cost_per_token=1e-7, output_cost_per_token=1e-7, deadline=bad)
+
+
 # ------------------------------------------------------------------------------------------ credentials
 def test_a_rejected_credential_raises_at_once_naming_the_model(make_router, loopback, api_key):
     planned = make_router().plan(["hi"], 0.0).queries[0]
