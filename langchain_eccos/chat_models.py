@@ -22,6 +22,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, model_validator
 from typing_extensions import override
 
+from eccos_core.redaction import redact_params
 from langchain_eccos import batches, runs
 from langchain_eccos.calls import build_request, sort_constructor_kwargs
 from langchain_eccos.messages import ageneration_chunks, chat_result, generation_chunks
@@ -145,7 +146,7 @@ class ChatECCOS(RouterSettings, BaseChatModel):
             "stop": self.stop,
             "max_retries": self.max_retries,
             "streaming": self.streaming,
-            "model_kwargs": self.model_kwargs,
+            "model_kwargs": redact_params(self.model_kwargs),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:

@@ -48,14 +48,14 @@ def _pool(models: Any) -> tuple[ModelSpec, ...] | None:
 class RouterSettings(BaseModel):
     """The fields that say which router decides and how strict it is; the router itself loads lazily."""
 
-    router: Any = Field(default=None, exclude=True)
+    router: Any = Field(default=None, exclude=True, repr=False)
     """An ``eccos_core.Router``. Left unset, :attr:`router_path` or the bundled default router is loaded on
     first use (never at import or construction). Not serialized: it holds the pool's credentials."""
 
     router_path: str | None = None
     """Directory of a router saved with ``Router.save``; loaded on first use."""
 
-    models: Any = Field(default=None, exclude=True)
+    models: Any = Field(default=None, exclude=True, repr=False)
     """The live pool: a models file path, or ``ModelSpec`` objects / models-file entries. With
     :attr:`router_path` it supplies the credentials a saved router never holds; alone, it re-points the bundled
     default router's predictor at these endpoints (names must be bundled models). Not serialized."""
@@ -153,6 +153,28 @@ class RouterSettings(BaseModel):
             margin=base.margin,
             dual=base.dual.fresh(),
         )
+
+    # ------------------------------------------------------------- what is shown: never a credential
+    def __repr_args__(self) -> Any:
+        from eccos_core.redaction import redact_params
+
+        for name, value in super().__repr_args__():
+            yield name, redact_params(value)
+
+    def to_json(self) -> Any:
+        """LangChain's serialized form with every credential in the kwargs (``model_kwargs`` headers) redacted."""
+        from eccos_core.redaction import redact_params
+
+        data = super().to_json()  # type: ignore[misc]
+        if isinstance(data, dict) and isinstance(data.get("kwargs"), dict):
+            data["kwargs"] = redact_params(data["kwargs"])
+        return data
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """What callbacks (LangSmith) record of a call, credentials redacted (per-call ``extra_headers`` too)."""
+        from eccos_core.redaction import redact_params
+
+        return redact_params(super()._get_invocation_params(stop=stop, **kwargs))  # type: ignore[misc]
 
     def _settings_params(self) -> dict[str, Any]:
         """The routing settings as tracing / identifying parameters (no router object, no credentials)."""

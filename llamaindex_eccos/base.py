@@ -46,6 +46,7 @@ from llamaindex_eccos.batch import arun_batch, prompt_list, run_batch, user_quer
 from llamaindex_eccos.messages import to_openai_messages
 from llamaindex_eccos.responses import announce, astream_responses, chat_response, stream_responses
 from llamaindex_eccos.routing import PLANNED, Call, pool_metadata, route, split
+from llamaindex_eccos.shown import Redacted
 from llamaindex_eccos.tools import chat_with_tools, keep_first_tool_call, tool_calls
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def default_router() -> Router:
         return _load_default_router()
 
 
-class ECCOSLLM(FunctionCallingLLM):
+class ECCOSLLM(Redacted, FunctionCallingLLM):
     """A LlamaIndex LLM that routes every call to the cheapest model whose predicted success meets a target.
 
     The router (an ``eccos_core.Router``: a pool of models, a fitted predictor and the quality guard) is loaded

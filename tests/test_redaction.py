@@ -55,3 +55,52 @@ def test_saved_router_and_models_file_hold_no_credential_and_keep_max_tokens(
     assert loaded.spec("gemma-2-9b-it").litellm_params["max_tokens"] == 77
     assert load_models(tmp_path / "models.json")[0].litellm_params["max_tokens"] == 77
     assert isinstance(ModelSpec.from_dict(pool[0].to_dict()), ModelSpec)
+
+
+def test_the_shells_show_no_credential_anywhere(make_pool, fake_predictor, loopback, api_key):
+    """The canary through every place a LangChain or LlamaIndex user (or LangSmith) can see a shell's settings."""
+    from typing import Any
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.load import dumpd, dumps
+
+    from langchain_eccos import ChatECCOS
+    from llamaindex_eccos import ECCOSLLM
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            self.seen.append((serialized, kwargs.get("invocation_params"), kwargs.get("metadata")))
+
+    headers = {"extra_headers": {"Authorization": f"Bearer {CANARY}"}}
+    entry = {"name": "gemma-2-9b-it", "litellm_model": "openai/x", "input_cost_per_token": 1e-7}
+    entry.update(output_cost_per_token=1e-7, litellm_params={"api_key": CANARY})
+    pooled = ChatECCOS(models=[entry], model_kwargs=headers)
+    router = Router(make_pool(), fake_predictor)
+    chat = ChatECCOS(router=router, min_quality=0.0, model_kwargs=headers)
+    recorder = Recorder()
+    chat.invoke("hi", config={"callbacks": [recorder]}, extra_headers={"X-Api-Key": CANARY})
+    llm = ECCOSLLM(router=router, additional_kwargs=headers)
+    places = {
+        "ChatECCOS repr (pool credentials)": repr(pooled),
+        "ChatECCOS str": str(pooled),
+        "ChatECCOS repr (model_kwargs)": repr(chat),
+        "dumpd": json.dumps(dumpd(chat)),
+        "dumps": dumps(chat),
+        "dumpd (pool)": json.dumps(dumpd(pooled)),
+        "_identifying_params": json.dumps(chat._identifying_params, default=str),
+        "callback serialized / invocation params / metadata": json.dumps(recorder.seen, default=str),
+        "_get_ls_params": json.dumps(chat._get_ls_params(), default=str),
+        "ECCOSLLM repr": repr(llm),
+        "ECCOSLLM to_dict": json.dumps(llm.to_dict(), default=str),
+        "ECCOSLLM to_json": llm.to_json(),
+        "ECCOSLLM metadata": json.dumps(llm.metadata.model_dump(), default=str),
+    }
+    assert recorder.seen and len(places) == 13
+    leaks = [place for place, shown in places.items() if CANARY in shown]
+    assert leaks == []
+    # the calls themselves still carry the headers the user gave
+    sent = {k.lower(): v for k, v in loopback.requests[-1].headers.items()}
+    assert sent["x-api-key"] == CANARY
