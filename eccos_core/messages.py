@@ -232,6 +232,11 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise InputError(f"the router chooses {reserved} itself; pass the prompt as the first argument")
     if options.get("stream"):
         raise InputError("stream is set by the router: call Router.stream / astream to stream a routed call")
+    if options.get("stop") is not None:
+        check_stop(options["stop"])
+    seed = options.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise InputError(f"seed must be an integer, got {seed!r}")
     for key, low, high, strict in _BOUNDED_OPTIONS:
         value = options.get(key)
         if value is None:
@@ -243,6 +248,17 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             )
             raise InputError(f"{key} must be a finite number {bounds}, got {value!r}")
     return dict(options)
+
+
+def check_stop(stop: Any) -> list[str]:
+    """Stop sequences as a list of strings (one string is one sequence); an :class:`InputError` otherwise."""
+    stops = [stop] if isinstance(stop, str) else stop
+    listed = isinstance(stops, Sequence) and not isinstance(stops, (bytes, Mapping))
+    if not listed or not all(isinstance(item, str) for item in stops):
+        raise InputError(f"stop must be a string or a list of strings, got {stop!r}")
+    for item in stops:
+        check_encodable(item, "stop")
+    return list(stops)
 
 
 _BOUNDED_OPTIONS: tuple[tuple[str, float, float, bool], ...] = (
@@ -278,6 +294,7 @@ __all__ = [
     "Query",
     "check_encodable",
     "check_options",
+    "check_stop",
     "count_input_tokens",
     "count_text_tokens",
     "message_text",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
 
+from eccos_core.messages import check_stop
 from eccos_core.validation import check_policy, single_call_confidence_error
 from langchain_eccos.messages import OpenAIMessage, to_openai
 from langchain_eccos.routing import pin_capacity
@@ -53,7 +54,7 @@ def _options(model: ChatECCOS, stop: list[str] | None, kwargs: dict[str, Any]) -
             options[key] = value
     stop = stop if stop is not None else model.stop
     if stop:
-        options["stop"] = list(stop)
+        options["stop"] = check_stop(stop)
     options.update({k: v for k, v in kwargs.items() if k not in _NOT_SENT})
     return options
 

@@ -46,8 +46,18 @@ def input_messages(value: LanguageModelInput) -> list[BaseMessage]:
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[OpenAIMessage]:
-    """LangChain messages as OpenAI chat messages (tool calls, tool results and images included)."""
-    return list(convert_to_openai_messages(list(messages)))
+    """LangChain messages as OpenAI chat messages (tool calls, tool results and images included).
+
+    Raises:
+        InputError: A message LangChain cannot convert (e.g. a ``{"type": "text"}`` block without ``text``).
+    """
+    from eccos_core.errors import InputError
+
+    try:
+        return list(convert_to_openai_messages(list(messages)))
+    except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        raise InputError(f"a message cannot be converted to OpenAI's chat format ({detail})") from None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
