@@ -1,4 +1,4 @@
-"""What an ``ECCOSLLM`` shows of itself (repr, ``to_dict``, ``to_json``, pickling state): never a credential."""
+"""What an ``ECCOSLLM`` shows of itself (repr, ``to_dict``, ``to_json``): never a credential."""
 
 from __future__ import annotations
 
