@@ -114,3 +114,14 @@ def resolve_capacity(
             "give one per model (None = no cap) or a dict {name: int}"
         )
     return tuple(check_cap(cap, name) for cap, name in zip(capacity, names, strict=True))
+
+
+def pin_capacity(names: Sequence[str], capacity: Mapping[str, Any] | None, model: Any) -> dict[str, Any]:
+    """Caps that leave ``model`` as the only choice: a call's ``model=`` pins it to one pool model (every door).
+
+    Raises:
+        InputError: ``model`` is not a pool model's name.
+    """
+    if not isinstance(model, str) or model not in names:
+        raise InputError(f"model={model!r} is not in the router's pool {list(names)}; pass one of those names")
+    return {**(capacity or {}), **{name: 0 for name in names if name != model}}

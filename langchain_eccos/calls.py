@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import BaseMessage
 
 from eccos_core.messages import check_stop
-from eccos_core.validation import check_policy, single_call_confidence_error
+from eccos_core.validation import check_policy, pin_capacity, single_call_confidence_error
 from langchain_eccos.messages import OpenAIMessage, to_openai
-from langchain_eccos.routing import pin_capacity
 
 if TYPE_CHECKING:
     from eccos_core.planner import QueryPlan, RoutingPlan
@@ -76,7 +75,7 @@ def build_request(
         check_policy(policy)
     pinned = options.pop("model", None)
     if pinned is not None:
-        capacity = pin_capacity(model.get_router(), capacity, pinned)
+        capacity = pin_capacity(model.get_router().planner.names, capacity, pinned)
     return Request(to_openai(messages), min_quality, capacity, options, confidence, policy)
 
 

@@ -22,10 +22,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, model_validator
 from typing_extensions import override
 
+from eccos_core.messages import count_input_tokens, count_text_tokens
 from eccos_core.redaction import redact_params
 from langchain_eccos import batches, runs
 from langchain_eccos.calls import build_request, sort_constructor_kwargs
-from langchain_eccos.messages import ageneration_chunks, chat_result, generation_chunks
+from langchain_eccos.messages import ageneration_chunks, chat_result, generation_chunks, to_openai
 from langchain_eccos.routing import RouterSettings
 from langchain_eccos.structured import Method, openai_tool_choice, structured_output
 
@@ -322,6 +323,14 @@ class ChatECCOS(RouterSettings, BaseChatModel):
 
     # ------------------------------------------------------------------ tools and structured output
     @override
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the router counts them (``trim_messages(token_counter=llm)`` works offline)."""
+        return count_text_tokens(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
+        """Prompt tokens of ``messages`` with the chat framing the router plans with (``tools`` not counted)."""
+        return count_input_tokens(to_openai(messages))
+
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],

@@ -186,16 +186,4 @@ class RouterSettings(BaseModel):
         }
 
 
-def pin_capacity(router: Router, capacity: Mapping[str, int | None] | None, model: str) -> dict[str, int | None]:
-    """Caps that leave ``model`` as the only choice: a call's ``model=`` override pins it to one pool model.
-
-    Raises:
-        ValueError: ``model`` is not in the router's pool.
-    """
-    names = [spec.name for spec in router.models]
-    if model not in names:
-        raise ValueError(f"model={model!r} is not in the router's pool {names}; pass one of those names")
-    return {**(capacity or {}), **{name: 0 for name in names if name != model}}
-
-
-__all__ = ["ROUTE_EVENT", "RouterSettings", "default_router", "pin_capacity"]
+__all__ = ["ROUTE_EVENT", "RouterSettings", "default_router"]

@@ -23,9 +23,9 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
 from typing_extensions import override
 
-from eccos_core.validation import check_policy, single_call_confidence_error
+from eccos_core.validation import check_policy, pin_capacity, single_call_confidence_error
 from langchain_eccos.messages import input_messages, to_openai
-from langchain_eccos.routing import RouterSettings, pin_capacity
+from langchain_eccos.routing import RouterSettings
 
 Decision = dict[str, Any]
 """One routing decision: ``model``, ``p_success``, ``predicted_cost``, ``predicted_output_tokens``,
@@ -95,7 +95,7 @@ class ECCOSSelector(RouterSettings, RunnableSerializable[LanguageModelInput, Dec
         router = self.get_router()
         pinned = options.pop("model", None)
         if pinned is not None:
-            capacity = pin_capacity(router, capacity, pinned)
+            capacity = pin_capacity(router.planner.names, capacity, pinned)
         queries = [to_openai(input_messages(value)) for value in inputs]
         if single:
             if options.get("confidence") is not None:

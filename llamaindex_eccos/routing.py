@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from eccos_core.router import Router
     from llamaindex_eccos.base import ECCOSLLM
 
+_UNSET: Any = object()
+
 NOT_SENT = ("formatted", "verbose", "stream")
 """Call kwargs LlamaIndex uses itself; never passed on to LiteLLM."""
 SENT_FIELDS = ("temperature", "max_tokens", "timeout")
@@ -67,22 +69,27 @@ class Call:
 
 def split(llm: ECCOSLLM, kwargs: dict[str, Any]) -> Settings:
     """A call's kwargs as routing settings and LiteLLM options, the LLM's fields filling the gaps."""
-    from eccos_core.validation import check_policy
+    from eccos_core.validation import check_policy, pin_capacity
 
     kwargs = dict(kwargs)
-    min_quality = kwargs.pop("min_quality", None)
+    min_quality = kwargs.pop("min_quality", _UNSET)  # an explicit None is refused by the core, as at every door
     confidence = kwargs.pop("confidence", None)
     capacity = kwargs.pop("capacity", None)
     policy = kwargs.pop("policy", None)
+    pinned = kwargs.pop("model", None)
+    if capacity is None:
+        capacity = llm.capacity
+    if pinned is not None:  # model= pins the call to one pool model, as in LangChain
+        capacity = pin_capacity(llm.get_router().planner.names, capacity, pinned)
     options = dict(llm.additional_kwargs)
     for name in SENT_FIELDS:
         if getattr(llm, name) is not None:
             options[name] = getattr(llm, name)
     options.update({k: v for k, v in kwargs.items() if k not in NOT_SENT and v is not None})
     return Settings(
-        llm.min_quality if min_quality is None else min_quality,
+        llm.min_quality if min_quality is _UNSET else min_quality,
         confidence,
-        llm.capacity if capacity is None else capacity,
+        capacity,
         llm.policy if policy is None else check_policy(policy),
         options,
     )

@@ -126,3 +126,33 @@ def test_eccos_options_per_call_never_reach_the_provider(router: Router, loopbac
     ChatECCOS(router=router).invoke("What is 2 + 2?", min_quality=0.5, policy="strict", capacity=None)
     body = loopback.requests[-1].body
     assert not {"min_quality", "policy", "capacity", "confidence"} & set(body)
+
+
+def test_token_counts_work_offline_for_trim_messages(router: Router) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim_messages
+
+    from langchain_eccos import ChatECCOS
+
+    chat = ChatECCOS(router=router)
+    assert chat.get_num_tokens("What is 17 * 23?") > 0
+    history = [SystemMessage("Be brief."), *[HumanMessage(f"question {i} " * 20) for i in range(10)], AIMessage("ok")]
+    assert chat.get_num_tokens_from_messages(history) > chat.get_num_tokens_from_messages(history[:2]) > 0
+    kept = trim_messages(history, max_tokens=200, token_counter=chat, strategy="last", include_system=True)
+    assert 1 < len(kept) < len(history) and chat.get_num_tokens_from_messages(kept) <= 200
+
+
+def test_both_shells_read_per_call_settings_alike(router: Router, loopback: Any) -> None:
+    """model= pins a call to one pool model and an explicit min_quality=None is refused, at both doors."""
+    from langchain_eccos import ChatECCOS
+    from llamaindex_eccos import ECCOSLLM
+
+    pinned = router.models[-1].name
+    chat, llm = ChatECCOS(router=router, min_quality=0.0), ECCOSLLM(router=router, min_quality=0.0)
+    assert chat.invoke("What is 2 + 2?", model=pinned).response_metadata["eccos"]["model"] == pinned
+    assert llm.complete("What is 2 + 2?", model=pinned).additional_kwargs["eccos"]["model"] == pinned
+    for call in (lambda: chat.invoke("hi", model="gpt-17"), lambda: llm.complete("hi", model="gpt-17")):
+        with pytest.raises(InputError, match=r"model='gpt-17' is not in the router's pool"):
+            call()
+    for call in (lambda: chat.invoke("hi", min_quality=None), lambda: llm.complete("hi", min_quality=None)):
+        with pytest.raises(InputError, match="give either min_quality"):
+            call()
