@@ -11,12 +11,14 @@ Actual cost is LiteLLM's own response cost where it knows the model, else billed
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from eccos_core.errors import CredentialError, DeadlineExceededError, DispatchError, StreamInterruptedError
 from eccos_core.litellm_env import quiet_litellm
@@ -174,7 +176,7 @@ class _Walk:
         if any(self.options.get(key) not in (None, params.get(key)) for key in ENDPOINT_KEYS):
             # the call points this model at another endpoint: the pool's credentials stay with the pool's
             params = without_credentials(params)
-        options = {**params, **self.options}
+        options = _userinfo_as_header({**params, **self.options})
         options.setdefault("num_retries", 0)
         attempt = options.get("timeout") or spec.timeout or DEFAULT_TIMEOUT
         options["timeout"] = max(0.001, min(float(attempt), self.remaining()))  # no attempt outlives the deadline
@@ -432,6 +434,29 @@ class AsyncRoutedStream(_StreamState):
                 self._finish()
                 return
         raise walk.exhausted()
+
+
+def _userinfo_as_header(options: dict[str, Any]) -> dict[str, Any]:
+    """Credentials in an endpoint URL (``https://user:pw@host``) sent as a Basic ``Authorization`` header instead.
+
+    The sync client (httpx) sends URL credentials as Basic auth, over any ``Authorization`` header; the async one
+    (aiohttp) refuses a URL with credentials next to an ``Authorization`` header, so every async call failed. Both
+    now send the same request: the URL without its userinfo, the header carrying it.
+    """
+    for key in ENDPOINT_KEYS:
+        url = options.get(key)
+        if not isinstance(url, str) or "@" not in url:
+            continue
+        parts = urlsplit(url)
+        if parts.username is None:
+            continue
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        host = parts.netloc.rsplit("@", 1)[1]
+        headers = {k: v for k, v in dict(options.get("extra_headers") or {}).items() if k.lower() != "authorization"}
+        options = {**options, key: urlunsplit(parts._replace(netloc=host)), "extra_headers": headers}
+        headers["Authorization"] = f"Basic {token}"
+    return options
 
 
 class EmptyStreamError(Exception):

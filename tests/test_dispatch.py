@@ -136,6 +136,21 @@ def test_an_empty_stream_reaches_langchain_as_a_fallback_answer(make_router, loo
     assert answer.startswith("answer from") and planned.model not in answer
 
 
+async def test_url_credentials_next_to_an_authorization_header_work_sync_and_async(fake_predictor, loopback):
+    """aiohttp refuses a URL with userinfo next to an Authorization header: every async call used to fail."""
+    from eccos_core.pricing import ModelSpec
+
+    base = loopback.api_base.replace("http://", "http://user:p%40ss@")
+    params = {"api_base": base, "api_key": "sk-x", "extra_headers": {"Authorization": "Bearer sk-x"}}
+    spec = ModelSpec(CHEAP, litellm_model=f"openai/{CHEAP}", input_cost_per_token=1e-7, output_cost_per_token=1e-7,
+                     litellm_params=params)  # fmt: skip
+    router = Router([spec], fake_predictor)
+    assert router.complete("hi", 0.0).text.startswith("answer from")
+    assert (await router.acomplete("hi", 0.0)).text.startswith("answer from")
+    sent = [{k.lower(): v for k, v in r.headers.items()}["authorization"] for r in loopback.requests]
+    assert sent == ["Basic dXNlcjpwQHNz"] * 2  # the same request from both clients: user:p@ss, as httpx sent it
+
+
 # ------------------------------------------------------------------------------------------ deadlines
 def test_a_call_stops_at_its_total_deadline_not_after_every_timeout_of_its_chain(make_router, loopback):
     import time
