@@ -222,7 +222,6 @@ def _held_out_prediction(router: Router, queries: list[str]) -> Prediction:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from eccos_core.calibration import QualityGuard
     from eccos_core.errors import InputError
     from eccos_core.evaluate import evaluate
     from eccos_core.logs import load_logs, split_logs
@@ -239,12 +238,8 @@ def _eval(args: argparse.Namespace) -> int:
     models = load_models(args.models) if args.models else validate_pool(ModelSpec(name) for name in logs.models)
     train, test = split_logs(logs, test_frac=args.test_frac, seed=args.seed)
     predictor = make_predictor(args.predictor, k=args.k, show_progress=True, seed=args.seed)
-    router = Router.fit(models, train, predictor, calibrate=not args.no_guard)  # --no-guard: no guard is fitted
-    if args.no_guard:
-        from eccos_core.dual import DualPrices
-
-        router.guard = QualityGuard.identity()
-        router.planner.dual = DualPrices()  # per-call prices then target predicted, not realized, success
+    # --no-guard: no targets are fitted (identity guard, no per-call curve): min_quality bounds predicted success
+    router = Router.fit(models, train, predictor, calibrate=not args.no_guard)
     name = Path(args.data).name.removesuffix(".gz").removesuffix(".jsonl")
     report = evaluate(
         train,

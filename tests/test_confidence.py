@@ -307,3 +307,26 @@ def test_eval_confidence_needs_the_guard(tmp_path, capsys, monkeypatch):
     argv = ["eval", "--data", str(tmp_path / "logs.jsonl"), "--no-guard", "--confidence", "0.9"]
     assert main(argv) == 2
     assert "drop --no-guard" in capsys.readouterr().err
+
+
+def test_eval_without_the_guard_routes_on_predicted_success(tmp_path, capsys):
+    """--no-guard fits no targets (identity guard, no per-call curve) and evaluates; it used to crash."""
+    from eccos_core.bundled import bundled_models
+    from eccos_core.cli import main
+    from eccos_core.logs import write_logs
+    from eccos_core.pricing import write_models
+
+    write_logs(bundled_logs().subset(range(0, 1200, 10)), tmp_path / "logs.jsonl")
+    write_models(bundled_models(), tmp_path / "models.json")
+    argv = ["eval", "--models", str(tmp_path / "models.json")]
+    argv += [
+        "--data",
+        str(tmp_path / "logs.jsonl"),
+        "--no-guard",
+        "--alpha",
+        "0.5",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["policies"]
