@@ -21,6 +21,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,15 +30,17 @@ RESULTS = ROOT / "results"
 SETS = ("llmrouter-9llm", "routerbench-routerdc-subset", "routerdc-7llm")
 
 
-def evaluate_set(name: str, cache: Path | None) -> None:
-    from eccos_core.dual import DualPrices
-    from eccos_core.evaluate import evaluate, format_streams, format_table, plot_streams
+def fitted_router(name: str, cache: Path | None) -> tuple[Any, Any, Any, Any]:
+    """The router fitted on the set's train split (loaded from ``cache`` when it holds one), its pool and splits.
+
+    A cached router saved before per-call prices existed gets its targets refitted as ``Router.fit`` fits them.
+    """
     from eccos_core.logs import load_logs, split_logs
     from eccos_core.predictors.retrieval import RetrievalPredictor
     from eccos_core.pricing import load_models
     from eccos_core.router import Router, out_of_fold_problem
+    from eccos_core.targets import fit_targets
 
-    started = time.perf_counter()
     logs = load_logs(ROOT / "data" / f"{name}.jsonl.gz")
     models = load_models(ROOT / "data" / f"{name}.models.json")
     train, test = split_logs(logs, test_frac=0.2, seed=0)
@@ -48,11 +51,18 @@ def evaluate_set(name: str, cache: Path | None) -> None:
         router = Router.fit(models, train, RetrievalPredictor(k=16, show_progress=True))
         if saved is not None:
             router.save(saved)
-    if router.dual.curve is None:  # a cached router fitted before per-call prices existed: fit them as fit() does
+    if router.targets.curve is None:
         problem = out_of_fold_problem(router.models, train, router.predictor)
         if problem is not None:
-            oof, scores, cost = problem
-            router.planner.dual = DualPrices.fit(oof.quality, scores, cost)
+            router.planner.retarget(fit_targets(*problem, method=router.method))
+    return router, models, train, test
+
+
+def evaluate_set(name: str, cache: Path | None) -> None:
+    from eccos_core.evaluate import evaluate, format_streams, format_table, plot_streams
+
+    started = time.perf_counter()
+    router, models, train, test = fitted_router(name, cache)
     report = evaluate(
         train,
         test,

@@ -65,6 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+from bench_dual import fitted_router  # the same fitted (and cached) router as bench_dual.py
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -104,32 +105,6 @@ def loopback() -> Iterator[Any]:
     spec.loader.exec_module(module)
     with module.serve_loopback() as provider:
         yield provider
-
-
-def fitted_router(name: str, cache: Path | None) -> tuple[Any, Any]:
-    """The router fitted on the set's train split (cached as ``bench_dual.py`` caches it), and the test split."""
-    from eccos_core.dual import DualPrices
-    from eccos_core.logs import load_logs, split_logs
-    from eccos_core.predictors.retrieval import RetrievalPredictor
-    from eccos_core.pricing import load_models
-    from eccos_core.router import Router, out_of_fold_problem
-
-    logs = load_logs(ROOT / "data" / f"{name}.jsonl.gz")
-    models = load_models(ROOT / "data" / f"{name}.models.json")
-    train, test = split_logs(logs, test_frac=0.2, seed=0)
-    saved = None if cache is None else cache / name
-    if saved is not None and (saved / "router.json").is_file():
-        router = Router.load(saved, models=models)
-    else:
-        router = Router.fit(models, train, RetrievalPredictor(k=16, show_progress=True))
-        if saved is not None:
-            router.save(saved)
-    if router.dual.curve is None:  # a cached router fitted before per-call prices existed: fit them as fit() does
-        problem = out_of_fold_problem(router.models, train, router.predictor)
-        if problem is not None:
-            oof, scores, cost = problem
-            router.planner.dual = DualPrices.fit(oof.quality, scores, cost)
-    return router, test
 
 
 def repointed(router: Any, api_base: str) -> Any:
@@ -380,7 +355,7 @@ def evaluate_set(name: str, args: argparse.Namespace, provider: Any) -> None:
     """Fit (or load), re-point, route at every α through every door; write ``shells-<name>.{json,txt}``."""
     started = time.perf_counter()
     info = machine()
-    fitted, test = fitted_router(name, args.cache)
+    fitted, _, _, test = fitted_router(name, args.cache)  # bench_dual.py's router and cache
     fit_s = time.perf_counter() - started
     router = repointed(fitted, provider.api_base)
     test = held_out(test, [m.name for m in router.models], args.n)
