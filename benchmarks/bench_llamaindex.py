@@ -77,7 +77,7 @@ def loopback_router(api_base: str, router_dir: str | None) -> Any:
         for m in bundled_models()
     ]
     base = Router.load(router_dir) if router_dir else Router.default()
-    return Router(pool, base.predictor, base.guard, max_concurrency=base.max_concurrency)
+    return base.with_models(pool)
 
 
 def rss_mb() -> float:

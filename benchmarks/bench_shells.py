@@ -110,23 +110,13 @@ def loopback() -> Iterator[Any]:
 def repointed(router: Any, api_base: str) -> Any:
     """The same router (predictor, guard, per-call prices, margin) with every pool model on the loopback server."""
     from eccos_core.pricing import ModelSpec
-    from eccos_core.router import Router
 
     local = {"api_base": api_base, "api_key": API_KEY}
     pool = [
         ModelSpec(**{**spec.to_dict(), "litellm_model": f"openai/{spec.name}", "litellm_params": local})
         for spec in router.models
     ]
-    return Router(
-        pool,
-        router.predictor,
-        router.guard,
-        method=router.method,
-        time_limit=router.time_limit,
-        max_concurrency=router.max_concurrency,
-        dual=router.dual,
-        margin=router.margin,
-    )
+    return router.with_models(pool)
 
 
 def held_out(test: Any, names: list[str], n: int) -> Any:

@@ -2,54 +2,62 @@
 
 The batch optimum of ECCOS sends query ``i`` to ``argmin_j c_ij − λ·a_ij`` for the right multiplier λ of the
 mean-quality constraint. A stream of single calls can do the same: price quality at λ and route each call on
-its own. This module holds that price.
+its own. This module holds that price, the one per-call price of every entry point (``Router.complete``, the
+shells, the LiteLLM Proxy plugin).
 
 * **Fitted** (:class:`DualCurve`, at :meth:`Router.fit <eccos_core.router.Router.fit>`): the training queries'
   out-of-fold predictions are routed one at a time at a grid of prices, and the realized success of each
   price is measured (less one standard error, as the quality guard does). ``min_quality = α`` maps to the
   smallest price whose realized success reached α, and to the mean *predicted* quality that price bought:
-  the stream's internal target.
-* **Online** (:class:`OnlinePrice`, one per ``min_quality`` or per-call budget): the price of each call is the
-  one at which a window of recent calls, mixed with the training distribution (whose weight fades as the
-  window fills), reaches the internal target. When traffic turns harder, the price rises until the recent
+  the stream's internal target (:meth:`Targets.per_call <eccos_core.targets.Targets.per_call>`).
+* **Online** (:class:`StreamPrice`, one per ``min_quality`` or per-call budget): for every price on a grid the
+  stream keeps the decayed sum over recent calls of the quality each call would get at that price; a call is
+  routed at the smallest grid price at which those calls, mixed with the training distribution (whose weight
+  fades as calls arrive), reach the internal target. When traffic turns harder the price rises until the recent
   calls' mean predicted quality is back on target; easier traffic makes it fall.
 
-Budget streams are priced the same way: the price is the largest at which the mean predicted cost per call
-stays within the per-call budget. State is per :class:`DualPrices` (one per router), thread-safe, saved with
-the router as ``dual.json`` and resettable.
+Budget streams are priced the same way: the largest price at which the mean predicted cost per call stays
+within the per-call budget. The state lives in a store (:mod:`eccos_core.policies.stores`): this process's
+memory (saved with the router as ``streams.json``) or a Redis every replica shares, so a fleet keeps one mean.
 
 Caps: a per-batch cap has no meaning for one call. Per-call routing honours a cap of 0 (the model is excluded)
-and the capability mask; it prices no rate caps.
+and the capability mask; share caps (at most a share of the stream's recent calls per model) are the fleet's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from eccos_core.optimize.budget import Hulls, lower_hulls
+from eccos_core.errors import InputError
+from eccos_core.optimize.budget import lower_hulls
+from eccos_core.policies.stores import MAX_STREAMS, Commit, MemoryStore, PriceStore, Snapshot, fits_cap
 
 logger = logging.getLogger("eccos.dual")
 
-FORMAT = "eccos-dual/1"
+FORMAT = "eccos-prices/1"
+LEGACY_FORMAT = "eccos-dual/1"
 WINDOW = 1024
-"""Recent calls a stream's price adapts to. Shorter windows follow a shift sooner but also chase short runs of
-one kind of query (paying to lift each run to the target); on the shared data sets 1,024 kept the realized mean
-when the test split arrived sorted by task, where 512 fell up to 1.3 points short (``benchmarks/bench_dual.py``)."""
+"""Calls a stream's price adapts to (its state decays by ``1 − 1/WINDOW`` per call). Shorter windows follow a
+shift sooner but also chase short runs of one kind of query (paying to lift each run to the target); on the
+shared data sets 1,024 kept the realized mean when the test split arrived sorted by task, where 512 fell up to
+1.3 points short (``benchmarks/bench_dual.py``)."""
 PRIOR_CALLS = 512
-"""Weight of the training distribution in the price, in calls: with ``n`` calls in the window the training
-queries weigh ``PRIOR_CALLS / (PRIOR_CALLS + n)`` (a third once the window is full)."""
-MAX_STREAMS = 64
+"""Weight of the training distribution in the price, in calls: with ``n`` (decayed) recent calls the training
+queries weigh ``PRIOR_CALLS / (PRIOR_CALLS + n)`` (about a third once the window is full)."""
 MAX_WINDOW = 1 << 20
-"""Largest ``window`` / ``prior_calls`` a saved file may ask for (a stream keeps ``window`` recent calls)."""
-"""Streams a router keeps; past it the least recently used one is dropped (a caller computing a fresh
-``min_quality`` per call would otherwise grow the state without bound)."""
+"""Largest ``window`` / ``prior_calls`` a saved file may ask for."""
+GRID_EXTRA = np.geomspace(1e-9, 1e2, 384)
+"""Prices added to the fitted curve's own grid, so pools priced unlike the training pool still find a price
+(USD per unit of predicted quality)."""
 
 
 @dataclass(frozen=True)
@@ -210,25 +218,32 @@ class DualCurve:
 
 @dataclass(frozen=True)
 class Decision:
-    """Where one call goes at its stream's price."""
+    """Where one call goes at its stream's price, and why."""
 
     model: int
-    """Column of the chosen model."""
+    """Column of the chosen model (pool order)."""
     price: float
     """The price λ the call was routed at (``inf``: the best model, the target being out of reach)."""
     order: tuple[int, ...]
-    """Every allowed column by ``cost − price·quality``, the chosen one first (the fallback order)."""
+    """Every allowed, uncapped column by ``cost − price·quality``, the chosen one first (the fallback order)."""
     target: float
     """The stream's internal target: mean predicted quality (or, for a budget, mean predicted cost per call)."""
     met: bool
     """Whether the recent calls (mixed with the training queries) can meet the target at all: if not, the call
     went to its best model (or, for a budget, its cheapest)."""
+    calls: float = 0.0
+    """Decayed recent calls of the stream this price was computed from (this one included)."""
+    capped: tuple[int, ...] = ()
+    """Columns left out because the stream had filled their share cap."""
+    shared: bool = False
+    """Whether the state came from a shared store (False: this process alone)."""
 
 
-class OnlinePrice:
-    """The price of one stream (one ``min_quality``, or one per-call budget) and the recent calls it adapts to.
+class StreamPrice:
+    """The price of one stream (one ``min_quality``, or one per-call budget) over a store.
 
-    Thread-safe: :meth:`route` prices, picks and records a call under one lock.
+    Thread- and task-safe: the state lives in the store, whose commit is atomic; :meth:`route` (sync) and
+    :meth:`aroute` (async) read, price, and commit the call.
     """
 
     def __init__(
@@ -237,193 +252,148 @@ class OnlinePrice:
         goal: float,
         target: float,
         curve: DualCurve | None,
+        store: PriceStore | None = None,
         *,
+        stream: str = "stream",
+        caps: Sequence[float | None] | None = None,
         window: int = WINDOW,
         prior_calls: int = PRIOR_CALLS,
     ) -> None:
-        """Start a stream.
+        """Start (or join) a stream.
 
         Args:
             mode: ``"quality"`` (keep the mean predicted quality ≥ ``target``) or ``"budget"`` (keep the mean
                 predicted cost per call ≤ ``target``).
             goal: What the caller asked for (``min_quality`` or the per-call budget), for reports.
             target: The internal target the price keeps.
-            curve: The fitted curve (the training distribution, mixed in while the window fills); ``None``
-                prices on recent calls alone (the first call then reaches the target on its own).
-            window: Recent calls kept.
-            prior_calls: Weight of the training distribution, in calls.
+            curve: The fitted curve (the training queries, mixed in while calls arrive); ``None`` prices on
+                recent calls alone (the first call then reaches the target on its own).
+            store: Where the state lives (default: a fresh :class:`~eccos_core.policies.stores.MemoryStore`).
+            stream: The stream's key in the store (every process sharing one stream uses the same).
+            caps: Per model (pool order), the largest share of the stream's recent calls it may serve;
+                ``None``: no caps.
+            window: Calls the decayed state holds (decay ``1 − 1/window`` per call).
+            prior_calls: Weight of the training queries, in calls.
         """
         if mode not in ("quality", "budget"):
-            raise ValueError(f"mode must be 'quality' or 'budget', got {mode!r}")
+            raise InputError(f"mode must be 'quality' or 'budget', got {mode!r}")
         self.mode = mode
         self.goal = float(goal)
         self.target = float(target)
         self.curve = curve
+        self.store: PriceStore = store if store is not None else MemoryStore()
+        self.stream = stream
+        self.caps = None if caps is None else np.array([-1.0 if c is None else float(c) for c in caps])
         self.window = int(window)
+        self.decay = 1.0 - 1.0 / self.window
         self.prior_calls = int(prior_calls) if curve is not None else 0
-        self._lock = threading.Lock()
-        self._rows: Hulls | None = None
-        self._raw_q: np.ndarray | None = None
-        self._raw_c: np.ndarray | None = None
-        self._count = 0
-        self._next = 0
-        self.calls = 0
-        """Calls routed since the stream started or was reset."""
-        self.sum_quality = 0.0
-        """Sum of the predicted quality of every call's pick."""
-        self.sum_cost = 0.0
-        """Sum of the predicted cost of every call's pick (USD)."""
+        grid = GRID_EXTRA if curve is None else np.union1d(np.asarray(curve.prices), GRID_EXTRA)
+        self.grid = np.concatenate([[0.0], grid[grid > 0]])
+        values = None if curve is None else (curve.quality if mode == "quality" else curve.cost)
+        self.prior = None if values is None else np.interp(self.grid, curve.prices, values)  # type: ignore[union-attr]
         self.last_price = math.nan
-        """Price of the most recent call."""
+        """Price of the most recent call routed by this process."""
+        self.last_calls = 0.0
+        """Decayed recent calls the most recent price was computed from."""
 
     # ------------------------------------------------------------------------------------------- routing
     def route(self, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray | None = None) -> Decision:
-        """Price one call (quality, cost and allowed: length-M rows), pick its model and record it."""
-        quality = np.asarray(quality, dtype=float).reshape(1, -1)
-        cost = np.asarray(cost, dtype=float).reshape(1, -1)
-        ok = np.ones_like(quality, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).reshape(1, -1)
-        hull = lower_hulls(cost, quality, ok)
-        with self._lock:
-            j, price, met = self._route_locked(hull, 0, quality[0], cost[0], ok[0])
-        allowed_columns = np.flatnonzero(ok[0])
-        if math.isfinite(price):  # the next best at the same price
-            others = sorted(allowed_columns, key=lambda k: (cost[0, k] - price * quality[0, k], -quality[0, k]))
-        else:  # the target is out of reach: by quality, cheaper first among ties
-            others = sorted(allowed_columns, key=lambda k: (-quality[0, k], cost[0, k]))
-        order = (j, *(int(k) for k in others if k != j))
-        return Decision(j, price, order, self.target, met)
+        """Price one call (quality, cost, allowed: length-M rows), pick its model and record it in the store."""
+        quality, cost, allowed = _row(quality), _row(cost), _mask(allowed, len(np.ravel(quality)))
+        snapshot = self.store.read(self.stream, len(self.grid), len(quality))
+        change, decision = self._decide(snapshot, quality, cost, allowed)
+        return self._picked(decision, self.store.commit(self.stream, self.decay, change, self._caps(len(quality))))
+
+    async def aroute(self, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray | None = None) -> Decision:
+        """:meth:`route`, async (a shared store's I/O does not block the event loop)."""
+        quality, cost, allowed = _row(quality), _row(cost), _mask(allowed, len(np.ravel(quality)))
+        snapshot = await self.store.aread(self.stream, len(self.grid), len(quality))
+        change, decision = self._decide(snapshot, quality, cost, allowed)
+        pick = await self.store.acommit(self.stream, self.decay, change, self._caps(len(quality)))
+        return self._picked(decision, pick)
 
     def replay(self, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """Route N calls one at a time, in row order (offline evaluation); returns each call's column."""
-        quality = np.asarray(quality, dtype=float)
-        cost = np.asarray(cost, dtype=float)
+        quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
         ok = np.ones_like(quality, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
-        hulls = lower_hulls(cost, quality, ok)
-        chosen = np.empty(len(quality), dtype=int)
-        with self._lock:
-            for i in range(len(quality)):
-                chosen[i], _, _ = self._route_locked(hulls, i, quality[i], cost[i], ok[i])
-        return chosen
+        return np.array([self.route(quality[i], cost[i], ok[i]).model for i in range(len(quality))], dtype=int)
 
-    def _route_locked(
-        self, hulls: Hulls, i: int, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray
-    ) -> tuple[int, float, bool]:
-        self._push(hulls, i, quality, cost, allowed)
-        price, met = self._price()
-        step = int((hulls.breaks[i] <= price).sum())
-        j = int(hulls.models[i, step])
-        self.calls += 1
-        self.sum_quality += float(hulls.quality[i, step])
-        self.sum_cost += float(hulls.cost[i, step])
-        self.last_price = price
-        return j, price, met
+    def _caps(self, models: int) -> np.ndarray:
+        return np.full(models, -1.0) if self.caps is None else self.caps
 
-    def _push(self, hulls: Hulls, i: int, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray) -> None:
-        m = hulls.models.shape[1]
-        if self._rows is None:
-            self._rows = Hulls(
-                np.zeros((self.window, m), dtype=int),
-                np.full((self.window, max(m - 1, 0)), np.inf),
-                np.zeros((self.window, m)),
-                np.zeros((self.window, m)),
-            )
-            self._raw_q = np.full((self.window, m), np.nan)
-            self._raw_c = np.full((self.window, m), np.nan)
-        k = self._next
-        self._rows.models[k] = hulls.models[i]
-        self._rows.breaks[k] = hulls.breaks[i]
-        self._rows.quality[k] = hulls.quality[i]
-        self._rows.cost[k] = hulls.cost[i]
-        self._raw_q[k] = np.where(allowed, quality, np.nan)  # type: ignore[index]
-        self._raw_c[k] = np.where(allowed, cost, np.nan)  # type: ignore[index]
-        self._next = (k + 1) % self.window
-        self._count = min(self._count + 1, self.window)
+    def _decide(
+        self, snapshot: Snapshot, quality: np.ndarray, cost: np.ndarray, allowed: np.ndarray
+    ) -> tuple[Commit, Decision]:
+        """The call's vector on the grid, its price and the models in price order (before the commit picks)."""
+        if not allowed.any():
+            raise InputError("no model is allowed for this call")
+        caps = self._caps(len(quality))
+        counts, calls = snapshot.counts * self.decay, snapshot.calls * self.decay
+        full = ~fits_cap(counts, calls, caps)
+        open_ = allowed & ~full
+        if not open_.any():  # every allowed model at its cap: the commit picks the one with most room
+            open_ = allowed
+        hull = lower_hulls(cost[None, :], quality[None, :], open_[None, :])
+        steps = (hull.breaks[0][None, :] <= self.grid[:, None]).sum(axis=1)
+        vector = (hull.quality if self.mode == "quality" else hull.cost)[0, steps]
+        calls += 1.0
+        weight = self.prior_calls / (self.prior_calls + calls)
+        recent = (snapshot.sums * self.decay + vector) / calls
+        price, met = price_for_target(self.grid, recent, self.prior, weight, self.target, self.mode)
+        first = int(hull.models[0, int((hull.breaks[0] <= price).sum())])
+        order = _order(quality, cost, open_, price, first)
+        capped = tuple(int(k) for k in np.flatnonzero(allowed & full))
+        decision = Decision(first, price, order, self.target, met, calls, capped, self.store.shared)
+        return Commit(vector, order, quality, cost), decision
 
-    def _price(self) -> tuple[float, bool]:
-        """The price at which the recent calls, mixed with the training queries, meet the target.
-
-        Returns the price and whether the target can be met at all (else ``inf`` for quality: the best models;
-        ``0`` for a budget: the cheapest).
-        """
-        rows = self._rows
-        n = self._count
-        assert rows is not None
-        values = (rows.quality if self.mode == "quality" else rows.cost)[:n]
-        breaks = rows.breaks[:n].ravel()
-        steps = np.diff(values, axis=1).ravel()
-        finite = np.isfinite(breaks)
-        breaks, steps = breaks[finite], steps[finite]
-        order = np.argsort(breaks, kind="stable")
-        breaks = breaks[order]
-        cum = np.concatenate([[0.0], np.cumsum(steps[order])]) + values[:, 0].sum()
-        curve = self.curve
-        candidates = breaks if curve is None else np.union1d(breaks, curve.prices)
-        candidates = np.concatenate([[0.0], candidates])
-        recent = cum[np.searchsorted(breaks, candidates, side="right")] / n
-        weight = self.prior_calls / (self.prior_calls + n)
-        prior = None
-        if curve is not None and weight > 0:
-            prior = np.interp(candidates, curve.prices, curve.quality if self.mode == "quality" else curve.cost)
-        return price_for_target(candidates, recent, prior, weight, self.target, self.mode)
+    def _picked(self, decision: Decision, j: int) -> Decision:
+        self.last_price, self.last_calls = decision.price, decision.calls
+        order = (j, *(k for k in decision.order if k != j))
+        return Decision(
+            j, decision.price, order, decision.target, decision.met, decision.calls, decision.capped, decision.shared
+        )
 
     # ------------------------------------------------------------------------------------------- reports
+    def totals(self) -> dict[str, float]:
+        """Totals since the stream began (every process sharing it): calls, summed predicted quality and cost."""
+        return self.store.totals(self.stream)
+
+    async def atotals(self) -> dict[str, float]:
+        """:meth:`totals`, async."""
+        return await self.store.atotals(self.stream)
+
     def stats(self) -> dict[str, Any]:
         """What the stream has done: calls, mean predicted quality and cost per call, the last price."""
-        with self._lock:
-            calls = self.calls
-            return {
-                "mode": self.mode,
-                "goal": self.goal,
-                "target": self.target,
-                "calls": calls,
-                "mean_predicted_quality": self.sum_quality / calls if calls else None,
-                "mean_predicted_cost": self.sum_cost / calls if calls else None,
-                "last_price": None if not math.isfinite(self.last_price) else self.last_price,
-                "window_calls": self._count,
-            }
+        totals = self.totals()
+        calls = int(totals["calls"])
+        return {
+            "mode": self.mode,
+            "goal": self.goal,
+            "target": self.target,
+            "calls": calls,
+            "mean_predicted_quality": totals["quality"] / calls if calls else None,
+            "mean_predicted_cost": totals["cost"] / calls if calls else None,
+            "last_price": self.last_price if math.isfinite(self.last_price) else None,
+            "window_calls": self.last_calls,
+        }
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: the settings, the counters and the window's raw rows (oldest first; null = not allowed)."""
-        with self._lock:
-            n, k = self._count, self._next
-            index = [(k - n + t) % self.window for t in range(n)]
-            rows_q = [] if self._raw_q is None else [_json_row(self._raw_q[t]) for t in index]
-            rows_c = [] if self._raw_c is None else [_json_row(self._raw_c[t]) for t in index]
-            return {
-                "mode": self.mode,
-                "goal": self.goal,
-                "target": self.target,
-                "window": self.window,
-                "prior_calls": self.prior_calls,
-                "calls": self.calls,
-                "sum_quality": self.sum_quality,
-                "sum_cost": self.sum_cost,
-                "quality": rows_q,
-                "cost": rows_c,
-            }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], curve: DualCurve | None) -> OnlinePrice:
-        """Inverse of :meth:`to_dict` (``ValueError`` on a mode, number or window a stream cannot have)."""
-        mode, goal, target, window = data["mode"], float(data["goal"]), float(data["target"]), data["window"]
-        if mode not in ("quality", "budget") or not (math.isfinite(goal) and math.isfinite(target)) or goal < 0:
-            raise ValueError(f"a stream needs mode 'quality' or 'budget' and finite goal and target, got {mode!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
-            raise ValueError(f"a stream's window must be an integer in [1, {MAX_WINDOW}], got {window!r}")
-        state = cls(mode, goal, target, curve, window=window, prior_calls=int(data["prior_calls"]))
-        quality = np.array([[math.nan if v is None else float(v) for v in row] for row in data["quality"]])
-        cost = np.array([[math.nan if v is None else float(v) for v in row] for row in data["cost"]])
-        if len(quality):
-            if quality.shape != cost.shape:
-                raise ValueError("a stream's saved quality and cost rows differ in shape")
-            allowed = ~np.isnan(quality)
-            hulls = lower_hulls(np.nan_to_num(cost), np.nan_to_num(quality), allowed)
-            for i in range(len(quality)):
-                state._push(hulls, i, quality[i], cost[i], allowed[i])
-        state.calls = int(data["calls"])
-        state.sum_quality = float(data["sum_quality"])
-        state.sum_cost = float(data["sum_cost"])
-        return state
+def _row(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=float).reshape(-1)
+
+
+def _mask(allowed: np.ndarray | None, models: int) -> np.ndarray:
+    return np.ones(models, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).reshape(-1)
+
+
+def _order(quality: np.ndarray, cost: np.ndarray, open_: np.ndarray, price: float, first: int) -> tuple[int, ...]:
+    """Open columns by ``cost − price·quality`` (by quality when the target is out of reach), ``first`` first."""
+    columns = np.flatnonzero(open_)
+    if math.isfinite(price):
+        rest = sorted(columns, key=lambda k: (cost[k] - price * quality[k], -quality[k]))
+    else:
+        rest = sorted(columns, key=lambda k: (-quality[k], cost[k]))
+    return (int(first), *(int(k) for k in rest if k != first))
 
 
 def price_for_target(
@@ -454,117 +424,178 @@ def price_for_target(
     return (float(prices[k - 1]), True) if k > 0 else (0.0, False)
 
 
-def _json_row(row: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else float(v) for v in row.tolist()]
-
-
 class DualPrices:
-    """A router's per-call prices: the fitted curve and one online stream per ``min_quality`` / budget."""
+    """A router's per-call prices: the fitted curve and one stream per ``min_quality`` / budget, over a store.
 
-    def __init__(self, curve: DualCurve | None = None, *, window: int = WINDOW, prior_calls: int = PRIOR_CALLS) -> None:
+    Routers over the same pool and targets may share a store (``Router.with_models``, a Redis for a fleet):
+    stream keys carry ``namespace`` (a digest of what the price depends on), so other routers' streams never mix.
+    """
+
+    def __init__(
+        self,
+        curve: DualCurve | None = None,
+        *,
+        store: PriceStore | None = None,
+        namespace: str = "",
+        caps: Sequence[float | None] | None = None,
+        window: int = WINDOW,
+        prior_calls: int = PRIOR_CALLS,
+    ) -> None:
         """Args: curve: fitted on out-of-fold predictions (``None``: streams learn their price from calls alone).
 
-        window: recent calls each stream adapts to. prior_calls: weight of the training queries, in calls.
+        store: where the streams live (default: this process's memory). namespace: prefix of the stream keys.
+        caps: per model, the largest share of a stream's recent calls it may serve. window: calls each stream
+        adapts to. prior_calls: weight of the training queries, in calls.
         """
         self.curve = curve
+        self.store: PriceStore = store if store is not None else MemoryStore()
+        self.namespace = namespace
+        self.caps = None if caps is None else list(caps)
         self.window = int(window)
         self.prior_calls = int(prior_calls)
         self._lock = threading.Lock()
-        self._streams: dict[str, OnlinePrice] = {}
+        self._streams: dict[str, StreamPrice] = {}
 
     @classmethod
     def fit(cls, quality: np.ndarray, scores: np.ndarray, cost: np.ndarray, **kwargs: Any) -> DualPrices:
         """Fit the curve on out-of-fold predictions (see :meth:`DualCurve.fit`)."""
         return cls(DualCurve.fit(quality, scores, cost), **kwargs)
 
-    def fresh(self) -> DualPrices:
-        """The same curve and settings with no streams (a router re-pointed at another pool starts its own)."""
-        return self.with_curve(self.curve)
+    def over(self, curve: DualCurve | None, namespace: str) -> DualPrices:
+        """These settings and this store over ``curve`` and ``namespace``.
 
-    def with_curve(self, curve: DualCurve | None) -> DualPrices:
-        """These settings over ``curve``, with no streams (a refit starts every stream afresh on its new curve)."""
-        return DualPrices(curve, window=self.window, prior_calls=self.prior_calls)
+        For a router over another pool, or refitted targets: its streams are its own, as their keys differ.
+        """
+        return DualPrices(
+            curve,
+            store=self.store,
+            namespace=namespace,
+            caps=self.caps,
+            window=self.window,
+            prior_calls=self.prior_calls,
+        )
 
     # ------------------------------------------------------------------------------------------- streams
-    def new_quality_stream(self, alpha: float, target: float) -> OnlinePrice:
-        """A fresh stream for ``min_quality = alpha`` at internal ``target`` (``Targets.per_call``), not registered."""
-        return OnlinePrice("quality", alpha, target, self.curve, window=self.window, prior_calls=self.prior_calls)
+    def new_quality_stream(self, alpha: float, target: float) -> StreamPrice:
+        """A fresh stream for ``min_quality = alpha`` at internal ``target``, in a private memory store."""
+        return self._new("quality", alpha, target, MemoryStore(), quality_key(alpha))
 
-    def new_budget_stream(self, budget: float) -> OnlinePrice:
-        """A fresh stream keeping the mean predicted cost per call within ``budget``, not registered."""
-        return OnlinePrice("budget", budget, budget, self.curve, window=self.window, prior_calls=self.prior_calls)
+    def new_budget_stream(self, budget: float) -> StreamPrice:
+        """A fresh stream keeping the mean predicted cost per call within ``budget``, in a private memory store."""
+        return self._new("budget", budget, budget, MemoryStore(), budget_key(budget))
 
-    def quality_stream(self, alpha: float, target: float) -> OnlinePrice:
-        """The router's stream for ``min_quality = alpha`` (created on first use, at ``target``)."""
-        key = quality_key(alpha)
+    def quality_stream(self, alpha: float, target: float) -> StreamPrice:
+        """The stream for ``min_quality = alpha`` in this router's store (created on first use, at ``target``)."""
+        return self._registered("quality", alpha, target, quality_key(alpha))
+
+    def budget_stream(self, budget: float) -> StreamPrice:
+        """The stream for a per-call budget in this router's store (created on first use)."""
+        return self._registered("budget", budget, budget, budget_key(budget))
+
+    def _new(self, mode: str, goal: float, target: float, store: PriceStore, key: str) -> StreamPrice:
+        return StreamPrice(
+            mode,
+            goal,
+            target,
+            self.curve,
+            store,
+            stream=self.namespace + key,
+            caps=self.caps,
+            window=self.window,
+            prior_calls=self.prior_calls,
+        )
+
+    def _registered(self, mode: str, goal: float, target: float, key: str) -> StreamPrice:
         with self._lock:
-            stream = self._streams.pop(key, None)
+            stream = self._streams.pop(key, None)  # re-inserted: least recently used first
             if stream is None:
-                stream = self.new_quality_stream(alpha, target)
-            return self._keep(key, stream)
-
-    def budget_stream(self, budget: float) -> OnlinePrice:
-        """The router's stream for a per-call budget (created on first use)."""
-        key = budget_key(budget)
-        with self._lock:
-            stream = self._streams.pop(key, None)
-            if stream is None:
-                stream = self.new_budget_stream(budget)
-            return self._keep(key, stream)
-
-    def _keep(self, key: str, stream: OnlinePrice) -> OnlinePrice:
-        """Store ``stream`` as the most recently used; drop the least recently used past :data:`MAX_STREAMS`."""
-        self._streams[key] = stream
-        while len(self._streams) > MAX_STREAMS:
-            dropped = next(iter(self._streams))
-            logger.info("dual price: more than %d streams; dropping the least recently used, %s", MAX_STREAMS, dropped)
-            del self._streams[dropped]
-        return stream
+                stream = self._new(mode, goal, target, self.store, key)
+            self._streams[key] = stream
+            while len(self._streams) > MAX_STREAMS:
+                del self._streams[next(iter(self._streams))]
+            return stream
 
     def reset(self, min_quality: float | None = None, budget: float | None = None) -> None:
         """Forget the recent calls of one stream (by ``min_quality`` or ``budget``), or of every stream."""
+        keys = [quality_key(min_quality)] if min_quality is not None else []
+        keys += [budget_key(budget)] if budget is not None else []
         with self._lock:
-            if min_quality is None and budget is None:
-                self._streams.clear()
-            if min_quality is not None:
-                self._streams.pop(quality_key(min_quality), None)
-            if budget is not None:
-                self._streams.pop(budget_key(budget), None)
+            if not keys:
+                keys = list(self._streams)
+                if isinstance(self.store, MemoryStore):
+                    keys += [k[len(self.namespace) :] for k in self.store.stream_keys() if k.startswith(self.namespace)]
+            for key in dict.fromkeys(keys):
+                self._streams.pop(key, None)
+                self.store.reset(self.namespace + key)
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Every stream's :meth:`OnlinePrice.stats`, by key (``"min_quality=0.7"``, ``"budget=0.001"``)."""
+        """Every stream's :meth:`StreamPrice.stats`, by key (``"min_quality=0.7"``, ``"budget=0.001"``)."""
         with self._lock:
             streams = dict(self._streams)
         return {key: stream.stats() for key, stream in streams.items()}
 
     # ------------------------------------------------------------------------------------------- persistence
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: the curve and every stream."""
+    def to_dict(self) -> dict[str, Any] | None:
+        """JSON form of the streams (``streams.json``); ``None`` for none, or a shared store (its state lives there)."""
+        if not isinstance(self.store, MemoryStore) or not len(self.store):
+            return None
+        return {"format": FORMAT, "window": self.window, "prior_calls": self.prior_calls, **self._store_dict()}
+
+    def _store_dict(self) -> dict[str, Any]:
+        assert isinstance(self.store, MemoryStore)
         with self._lock:
-            streams = dict(self._streams)
-        return {
-            "format": FORMAT,
-            "window": self.window,
-            "prior_calls": self.prior_calls,
-            "curve": None if self.curve is None else self.curve.to_dict(),
-            "streams": {key: stream.to_dict() for key, stream in streams.items()},
-        }
+            goals = {key: [s.mode, s.goal, s.target] for key, s in self._streams.items()}
+        return {"store": self.store.to_dict(), "goals": goals}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DualPrices:
-        """Inverse of :meth:`to_dict` (raises ``ValueError``/``KeyError``/``TypeError`` on a malformed file)."""
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-        curve = None if data.get("curve") is None else DualCurve.from_dict(data["curve"])
+    def from_dict(cls, data: Mapping[str, Any], curve: DualCurve | None, namespace: str) -> DualPrices:
+        """Inverse of :meth:`to_dict` (and the streams of a router saved before, ``dual.json``: replayed).
+
+        Raises ``ValueError``/``KeyError``/``TypeError`` on a malformed file.
+        """
+        fmt = data.get("format")
+        if fmt not in (FORMAT, LEGACY_FORMAT):
+            raise ValueError(f"format {fmt!r}, expected {FORMAT!r}")
         window, prior = data["window"], data["prior_calls"]
         if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"window must be an integer in [1, {MAX_WINDOW}], got {window!r}")
         if isinstance(prior, bool) or not isinstance(prior, int) or not 0 <= prior <= MAX_WINDOW:
             raise ValueError(f"prior_calls must be an integer in [0, {MAX_WINDOW}], got {prior!r}")
-        prices = cls(curve, window=window, prior_calls=prior)
-        for key, stream in dict(data.get("streams") or {}).items():
-            prices._streams[str(key)] = OnlinePrice.from_dict(stream, curve)
+        if fmt == LEGACY_FORMAT:
+            return _from_legacy(data, curve, namespace, window, prior)
+        prices = cls(
+            curve, store=MemoryStore.from_dict(data["store"]), namespace=namespace, window=window, prior_calls=prior
+        )
+        for key, (mode, goal, target) in dict(data.get("goals") or {}).items():
+            prices._registered(str(mode), float(goal), float(target), str(key))
         return prices
+
+
+def _from_legacy(
+    data: Mapping[str, Any], curve: DualCurve | None, namespace: str, window: int, prior: int
+) -> DualPrices:
+    """A router saved with ``dual.json`` (each stream's raw recent rows): the rows are replayed into a store."""
+    prices = DualPrices(curve, namespace=namespace, window=min(window, MAX_WINDOW), prior_calls=prior)
+    for key, saved in dict(data.get("streams") or {}).items():
+        mode, goal, target = saved["mode"], float(saved["goal"]), float(saved["target"])
+        if mode not in ("quality", "budget") or not (math.isfinite(goal) and math.isfinite(target)) or goal < 0:
+            raise ValueError(f"a stream needs mode 'quality' or 'budget' and finite goal and target, got {mode!r}")
+        quality = np.array([[math.nan if v is None else float(v) for v in row] for row in saved["quality"]])
+        cost = np.array([[math.nan if v is None else float(v) for v in row] for row in saved["cost"]])
+        if quality.shape != cost.shape:
+            raise ValueError("a stream's saved quality and cost rows differ in shape")
+        stream = prices._new(mode, goal, target, prices.store, str(key))
+        if len(quality):
+            stream.replay(np.nan_to_num(quality), np.nan_to_num(cost), ~np.isnan(quality))
+        assert isinstance(prices.store, MemoryStore)
+        prices.store.set_totals(stream.stream, saved["calls"], saved["sum_quality"], saved["sum_cost"])
+    return prices
+
+
+def prices_namespace(parts: Mapping[str, Any], names: Sequence[str]) -> str:
+    """Stream-key prefix of a router: a digest of what its prices depend on (targets, models)."""
+    digest = hashlib.sha256(json.dumps([parts, list(names)], sort_keys=True).encode()).hexdigest()[:12]
+    return f"{digest}:"
 
 
 def quality_key(alpha: float) -> str:
@@ -577,4 +608,33 @@ def budget_key(budget: float) -> str:
     return f"budget={float(budget):.6g}"
 
 
-__all__ = ["Decision", "DualCurve", "DualPrices", "OnlinePrice", "budget_key", "price_for_target", "quality_key"]
+def check_caps(caps: Mapping[str, float] | None, names: Sequence[str]) -> list[float | None]:
+    """Share caps by model name → a per-column list; a typed error for unknown names or shares outside [0, 1]."""
+    caps = dict(caps or {})
+    unknown = sorted(set(caps) - set(names))
+    if unknown:
+        raise InputError(f"caps name models the router does not know: {unknown}; known: {list(names)}")
+    out: list[float | None] = []
+    for name in names:
+        value = caps.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+                raise InputError(f"cap of {name!r} must be a share of calls in [0, 1], got {value!r}")
+            value = float(value)
+        out.append(value)
+    if all(v is not None for v in out) and sum(v for v in out if v is not None) < 1.0:
+        raise InputError(f"the caps leave no room: their shares sum to {sum(v for v in out if v is not None):.3g} < 1")
+    return out
+
+
+__all__ = [
+    "Decision",
+    "DualCurve",
+    "DualPrices",
+    "StreamPrice",
+    "budget_key",
+    "check_caps",
+    "price_for_target",
+    "prices_namespace",
+    "quality_key",
+]

@@ -17,7 +17,7 @@ from typing_extensions import Self
 
 from eccos_core import feedback
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import DualPrices
+from eccos_core.dual import DualPrices, prices_namespace
 from eccos_core.errors import ConfigError, InputError, PredictorStateError
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import Query, count_text_tokens
@@ -149,23 +149,36 @@ class RouterLifecycle:
         if problem is None:
             return cls(pool, predictor, None, **kwargs)
         oof, scores, cost = problem
-        targets = fit_targets(oof, scores, cost, method=kwargs.get("method", "auto"))
-        return cls.from_targets(pool, predictor, targets, **kwargs)
+        return cls(pool, predictor, fit_targets(oof, scores, cost, method=kwargs.get("method", "auto")), **kwargs)
 
-    @classmethod
-    def from_targets(cls, models: Sequence[ModelSpec], predictor: Predictor, targets: Targets, **kwargs: Any) -> Self:
-        """A router over fitted ``targets`` (:func:`~eccos_core.targets.fit_targets`); ``kwargs`` as in Router."""
-        dual = DualPrices(targets.curve)
-        return cls(models, predictor, targets.guard, dual=dual, margin=targets.margin, **kwargs)
+    def with_models(self, models: Sequence[ModelSpec]) -> Self:
+        """The same router over another pool (other endpoints, prices or a subset of the models).
+
+        Same predictor, targets and settings; the per-call streams live in the same store, so a router over the
+        same model names shares them, and one over other names keeps its own.
+
+        Raises:
+            ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
+            PredictorStateError: The predictor does not know some pool models.
+        """
+        return type(self)(
+            models,
+            self.predictor,
+            self.targets,
+            method=self.method,
+            time_limit=self.time_limit,
+            max_concurrency=self.max_concurrency,
+            prices=self.dual,
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the router into directory ``path``.
 
-        Pool (credentials redacted), guard, per-call prices (with every stream's recent calls), batch margin and
-        predictor.
+        Pool (credentials redacted), targets (guard, batch margin, per-call curve), the per-call streams (when they
+        live in this process) and predictor.
         """
         settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
-        return save_router(path, self.models, self.predictor, self.guard, settings, dual=self.dual, margin=self.margin)
+        return save_router(path, self.models, self.predictor, self.targets, settings, self.dual)
 
     @classmethod
     def load(cls, path: str | Path, models: Sequence[ModelSpec] | None = None) -> Self:
@@ -180,16 +193,25 @@ class RouterLifecycle:
         """
         saved = load_router(path, models)
         settings = saved.settings
+        targets = saved.targets
+        try:
+            prices = None
+            if saved.streams is not None:
+                namespace = prices_namespace(targets.to_dict(), [m.name for m in saved.pool])
+                prices = DualPrices.from_dict(saved.streams, targets.curve, namespace)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PredictorStateError(
+                f"{Path(path)}: the saved per-call streams are not valid ({exc}); save it again"
+            ) from None
         try:
             return cls(
                 saved.pool,
                 saved.predictor,
-                saved.guard,
+                targets,
                 method=str(settings.get("method", "auto")),
                 time_limit=float(settings.get("time_limit", 10.0)),
                 max_concurrency=settings.get("max_concurrency", 8),
-                dual=saved.dual,
-                margin=saved.margin,
+                prices=prices,
             )
         except InputError as exc:
             raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None

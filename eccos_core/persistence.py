@@ -1,15 +1,15 @@
 """A saved router on disk: a directory of JSON and ``.npy`` files, never pickle.
 
-Layout: ``router.json`` (format and settings), ``models.json`` (the pool, credentials redacted), ``guard.json``
-(the quality guard), ``predictor/`` (the predictor's own files and manifest) and, optional, ``dual.json`` (the
-per-call prices and every stream's recent calls; a router saved without it learns prices from calls alone) and
-``margin.json`` (the per-batch margin behind ``confidence=``; a router saved without it refuses a confidence).
-``guard.json``, ``margin.json`` and ``dual.json`` together are the router's targets
-(:class:`~eccos_core.targets.Targets`: how ``min_quality`` becomes what the optimizer reaches for) and the
-per-call streams. ``router.json`` records the sha256 of each under ``"checksums"``, as a predictor's manifest
-does for its files: an edited, truncated or swapped file is refused at load, since it would silently change what
-``min_quality`` and ``confidence=`` promise. Routers saved before guard and prices were checksummed (their
-``router.json`` records ``margin.json`` only) still load, their files validated field by field.
+Layout: ``router.json`` (format and settings), ``models.json`` (the pool, credentials redacted), ``targets.json``
+(the router's :class:`~eccos_core.targets.Targets`: quality guard, per-batch margin and per-call curve, how
+``min_quality`` becomes what the optimizer reaches for), ``predictor/`` (the predictor's own files and manifest)
+and, optional, ``streams.json`` (every per-call stream's state; a router saved without it starts its streams
+afresh). ``router.json`` records the sha256 of ``targets.json`` and ``streams.json`` under ``"checksums"``, as a
+predictor's manifest does for its files: an edited, truncated or swapped file is refused at load, since it would
+silently change what ``min_quality`` and ``confidence=`` promise.
+
+Routers saved by earlier releases (``guard.json``, ``margin.json`` and ``dual.json``, the streams as raw recent
+rows) still load: their files are validated field by field and the streams replayed.
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import DualPrices
+from eccos_core.dual import DualCurve, DualPrices
 from eccos_core.errors import ConfigError, EccosError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.predictors.base import Predictor, file_sha256, load_predictor
 from eccos_core.pricing import ModelSpec, validate_pool, write_models
 from eccos_core.redaction import REDACTED, redact_params
+from eccos_core.targets import Targets
 
 ROUTER_FILE = "router.json"
 MODELS_FILE = "models.json"
+TARGETS_FILE = "targets.json"
+STREAMS_FILE = "streams.json"
 GUARD_FILE = "guard.json"
+"""Earlier releases: the guard (with ``margin.json`` and ``dual.json``, now :data:`TARGETS_FILE`)."""
 DUAL_FILE = "dual.json"
 MARGIN_FILE = "margin.json"
 PREDICTOR_DIR = "predictor"
@@ -45,20 +49,19 @@ class SavedRouter:
 
     pool: tuple[ModelSpec, ...]
     predictor: Predictor
-    guard: QualityGuard
+    targets: Targets
     settings: dict[str, Any]
-    dual: DualPrices | None = None
-    margin: BatchMargin | None = None
+    streams: Mapping[str, Any] | None = None
+    """The per-call streams' saved state (:meth:`DualPrices.from_dict`), or ``None``."""
 
 
 def save_router(
     path: str | Path,
     pool: Sequence[ModelSpec],
     predictor: Predictor,
-    guard: QualityGuard,
+    targets: Targets,
     settings: Mapping[str, Any],
-    dual: DualPrices | None = None,
-    margin: BatchMargin | None = None,
+    prices: DualPrices | None = None,
 ) -> Path:
     """Write a router into directory ``path`` (credentials redacted, nested ones and URL userinfo included)."""
     path = Path(path)
@@ -66,16 +69,14 @@ def save_router(
     predictor.save(path / PREDICTOR_DIR)
     write_models(pool, path / MODELS_FILE)
     meta: dict[str, Any] = {"format": FORMAT, **redact_params(dict(settings)), "checksums": {}}
-    parts = {
-        GUARD_FILE: guard.to_dict(),
-        DUAL_FILE: None if dual is None else dual.to_dict(),
-        MARGIN_FILE: None if margin is None else margin.to_dict(),
-    }
+    for old in (GUARD_FILE, DUAL_FILE, MARGIN_FILE):  # an earlier release's files in the same directory
+        (path / old).unlink(missing_ok=True)
+    parts = {TARGETS_FILE: targets.to_dict(), STREAMS_FILE: None if prices is None else prices.to_dict()}
     for name, data in parts.items():
         if data is None:
             (path / name).unlink(missing_ok=True)
             continue
-        indent = None if name == DUAL_FILE else 2  # the streams hold up to a window of rows each
+        indent = None if name == STREAMS_FILE else 2  # the streams hold a price grid each
         (path / name).write_text(json.dumps(data, indent=indent, allow_nan=False) + "\n", encoding="utf-8")
         meta["checksums"][name] = file_sha256(path / name)
     (path / ROUTER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -83,14 +84,14 @@ def save_router(
 
 
 def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> SavedRouter:
-    """Read a router directory written by :func:`save_router`.
+    """Read a router directory written by :func:`save_router` (or by an earlier release).
 
     Raises:
         PredictorStateError: A file is missing, unreadable or inconsistent (the message names it).
         ConfigError: ``models`` names other models than the saved pool.
     """
     path = Path(path)
-    missing = [name for name in (ROUTER_FILE, MODELS_FILE, GUARD_FILE) if not (path / name).is_file()]
+    missing = [name for name in (ROUTER_FILE, MODELS_FILE) if not (path / name).is_file()]
     if not (path / PREDICTOR_DIR).is_dir():
         missing.append(PREDICTOR_DIR + "/")
     if missing:
@@ -98,9 +99,11 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
     settings = _check_settings(read_json(path / ROUTER_FILE), path / ROUTER_FILE)
     saved = _read_saved_pool(path / MODELS_FILE)
     pool = saved if models is None else _matching_pool(models, saved, path)
-    guard = _read_part(path, GUARD_FILE, settings, QualityGuard.from_dict, "a valid quality guard")
-    dual = _read_part(path, DUAL_FILE, settings, DualPrices.from_dict, "valid per-call prices")
-    margin = _read_part(path, MARGIN_FILE, settings, BatchMargin.from_dict, "a valid batch margin")
+    if TARGETS_FILE in (settings.get("checksums") or {}) or (path / TARGETS_FILE).exists():
+        targets = _read_part(path, TARGETS_FILE, settings, Targets.from_dict, "the router's targets")
+        streams = _read_part(path, STREAMS_FILE, settings, dict, "per-call streams")
+    else:
+        targets, streams = _read_legacy_targets(path, settings)
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
     try:
@@ -109,7 +112,24 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         raise
     except (OSError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise PredictorStateError(f"{path / PREDICTOR_DIR} cannot be read ({type(exc).__name__}: {exc})") from None
-    return SavedRouter(pool, predictor, guard, settings, dual, margin)
+    return SavedRouter(pool, predictor, targets, settings, streams)
+
+
+def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targets, dict[str, Any] | None]:
+    """Targets and streams of a router saved by an earlier release (``guard.json``, ``margin.json``, ``dual.json``)."""
+    if not (path / GUARD_FILE).is_file():
+        raise PredictorStateError(f"{path} is not a complete saved router: {[TARGETS_FILE]} missing; save it again")
+    guard = _read_part(path, GUARD_FILE, settings, QualityGuard.from_dict, "a valid quality guard")
+    margin = _read_part(path, MARGIN_FILE, settings, BatchMargin.from_dict, "a valid batch margin")
+    dual = _read_part(path, DUAL_FILE, settings, _legacy_dual, "valid per-call prices")
+    curve = None if dual is None else dual[0]
+    return Targets(guard, margin, curve), None if dual is None else dual[1]
+
+
+def _legacy_dual(data: dict[str, Any]) -> tuple[DualCurve | None, dict[str, Any]]:
+    if data.get("format") != "eccos-dual/1":
+        raise ValueError(f"format {data.get('format')!r}, expected 'eccos-dual/1'")
+    return (None if data.get("curve") is None else DualCurve.from_dict(data["curve"])), data
 
 
 def _read_part(path: Path, name: str, settings: Mapping[str, Any], parse: Any, what: str) -> Any:
@@ -123,7 +143,7 @@ def _read_part(path: Path, name: str, settings: Mapping[str, Any], parse: Any, w
     if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
         raise PredictorStateError(f"{meta}: 'checksums' must map file names to sha256 hex strings; save it again")
     expected = checksums.get(name)
-    legacy = GUARD_FILE not in checksums and name in (GUARD_FILE, DUAL_FILE)
+    legacy = TARGETS_FILE not in checksums and GUARD_FILE not in checksums and name in (GUARD_FILE, DUAL_FILE)
     if expected is None and not legacy:
         if file.exists():
             raise PredictorStateError(
@@ -142,6 +162,8 @@ def _read_part(path: Path, name: str, settings: Mapping[str, Any], parse: Any, w
         )
     try:
         return parse(read_json(file))
+    except EccosError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PredictorStateError(f"{file} is not {what} ({exc}); refit and save the router again") from None
 

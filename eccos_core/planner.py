@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import DualPrices
+from eccos_core.dual import DualPrices, prices_namespace
 from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.messages import Message, Needs, count_input_tokens, needs_of, normalize, query_text
@@ -42,6 +42,7 @@ from eccos_core.optimize import SolveStatus
 from eccos_core.plans import QueryPlan, RoutingPlan
 from eccos_core.policies import budget as budget_policy
 from eccos_core.policies import joint, per_call
+from eccos_core.policies.stores import MemoryStore
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec
 from eccos_core.targets import Targets, require_margin
@@ -112,14 +113,14 @@ class Planner:
         method: str = "auto",
         time_limit: float = 10.0,
         progress: Progress | None = None,
-        dual: DualPrices | None = None,
+        prices: DualPrices | None = None,
     ) -> None:
-        self.targets = targets
-        """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
-        self.dual = dual if dual is not None else DualPrices(targets.curve)
-        """Per-call prices: one online stream per ``min_quality`` or per-call budget, over the fitted curve."""
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
+        self.targets = targets
+        """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
+        self.dual = self._prices(prices or DualPrices(), targets)
+        """Per-call prices: one stream per ``min_quality`` or per-call budget, over the fitted curve, in a store."""
         self.predictor = predictor
         self.method = method
         self.time_limit = time_limit
@@ -141,8 +142,15 @@ class Planner:
 
     def retarget(self, targets: Targets) -> None:
         """Route with refitted ``targets`` from now on; per-call streams start afresh on the new curve."""
+        if isinstance(self.dual.store, MemoryStore):
+            self.dual.reset()  # the old targets' streams (a shared store's expire on their own)
         self.targets = targets
-        self.dual = self.dual.with_curve(targets.curve)
+        self.dual = self._prices(self.dual, targets)
+
+    def _prices(self, prices: DualPrices, targets: Targets) -> DualPrices:
+        """``prices`` for this pool and ``targets``: their streams, keyed by what the prices depend on."""
+        namespace = prices_namespace(targets.to_dict(), self.names)
+        return prices if prices.namespace == namespace else prices.over(targets.curve, namespace)
 
     def predict(self, texts: Sequence[str]) -> Prediction:
         """The predictor's output for query texts, columns in pool order, safe for the optimizer.

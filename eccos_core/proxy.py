@@ -5,7 +5,8 @@ messages, the model group's ``candidate_models`` and the request's ``metadata``)
 candidates. :class:`ECCOSRoutingPlugin` narrows them to the one model the per-call dual-price rule picks (see
 :mod:`eccos_core.dual`): the cheapest model at the stream's price on quality, where the price is the one at
 which the recent calls of the whole fleet keep their mean predicted quality at ``min_quality``. With Redis the
-replicas share that price and the caps (:mod:`eccos_core.fleet`); without it each keeps its own, and says so.
+replicas share that price and the caps (:mod:`eccos_core.policies.stores`); without it each keeps its own, and says so.
+The price is the router's own per-call price (:class:`~eccos_core.dual.StreamPrice`): the plugin only translates.
 
 In a proxy's ``config.yaml``::
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eccos_core.dual import MAX_STREAMS
+from eccos_core.dual import DualPrices, StreamPrice, check_caps
 from eccos_core.errors import CapabilityError, ContextWindowError, EccosError, InputError
-from eccos_core.fleet import FailoverStore, FleetPrice, MemoryStore, PriceStore, RedisStore, check_caps, stream_key
 from eccos_core.messages import count_input_tokens
+from eccos_core.policies.stores import FailoverStore, MemoryStore, PriceStore, RedisStore
 from eccos_core.pricing import ModelSpec, cost_matrix
 from eccos_core.validation import check_alpha
 
@@ -109,8 +109,16 @@ class ECCOSRoutingPlugin(CustomLogger):
             raise InputError(f"models maps deployments to names the router does not know: {unknown}")
         url = _redis_url() if redis == "auto" else redis
         self.store: PriceStore = _make_store(url, prefix)
-        self._fingerprint = _fingerprint(self.router)
-        self._streams: dict[str, FleetPrice] = {}
+        own = self.router.dual
+        self.prices = DualPrices(
+            own.curve,
+            store=self.store,
+            namespace=own.namespace,
+            caps=self.caps,
+            window=own.window,
+            prior_calls=own.prior_calls,
+        )
+        """The fleet's per-call streams: the router's prices, in the shared store, with the fleet's caps."""
         self._pools: dict[tuple[str, ...], tuple[ModelSpec, ...]] = {}
         if warm:  # the encoder and the tokenizer load now, not on the first request
             count_input_tokens([{"role": "user", "content": "warm up"}])
@@ -185,7 +193,7 @@ class ECCOSRoutingPlugin(CustomLogger):
         quality, cost, tokens, fits = await asyncio.to_thread(
             self._predict, context.structured_messages or context.raw_messages, columns, group
         )
-        decision = await self._stream(*goal).route(quality, cost, fits)
+        decision = await self._stream(*goal).aroute(quality, cost, fits)
         j = decision.model
         context.candidate_models = [c for c in context.candidate_models if columns.get(c) == j]
         mode, value = goal
@@ -254,26 +262,10 @@ class ECCOSRoutingPlugin(CustomLogger):
                     return "quality", check_alpha(_number(source[key], key))
         return "quality", self.defaults.get(group, self.defaults["*"])
 
-    def _stream(self, mode: str, goal: float) -> FleetPrice:
-        key = stream_key(self._fingerprint, self.names, mode, goal)
-        stream = self._streams.pop(key, None)  # re-inserted below: the dict is kept least recently used first
-        if stream is None:
-            dual = self.router.planner.dual
-            target = self.router.targets.per_call(goal)[0] if mode == "quality" else goal
-            stream = FleetPrice(
-                mode,
-                target,
-                dual.curve,
-                self.store,
-                stream=key,
-                caps=self.caps,
-                window=dual.window,
-                prior_calls=dual.prior_calls,
-            )
-        self._streams[key] = stream
-        while len(self._streams) > MAX_STREAMS:  # a client sending a fresh min_quality per call cannot grow it
-            del self._streams[next(iter(self._streams))]
-        return stream
+    def _stream(self, mode: str, goal: float) -> StreamPrice:
+        if mode == "budget":
+            return self.prices.budget_stream(goal)
+        return self.prices.quality_stream(goal, self.router.targets.per_call(goal)[0])
 
     async def fleet_totals(self, min_quality: float | None = None, *, budget: float | None = None) -> dict[str, float]:
         """The fleet's totals for one stream: calls, summed predicted quality and cost of the picks."""
@@ -281,7 +273,7 @@ class ECCOSRoutingPlugin(CustomLogger):
             mode, goal = "budget", budget
         else:
             mode, goal = "quality", self.defaults["*"] if min_quality is None else min_quality
-        return await self._stream(mode, float(goal)).totals()
+        return await self._stream(mode, float(goal)).atotals()
 
     # ------------------------------------------------------------------------------------------ prices
     def _priced_pool(self, candidates: tuple[str, ...], columns: Mapping[str, int]) -> tuple[ModelSpec, ...]:
@@ -452,19 +444,6 @@ def _safe_url(url: str) -> str:
     from eccos_core.redaction import redact_url
 
     return redact_url(url)
-
-
-def _fingerprint(router: Router) -> str:
-    """What a stream's price depends on besides its models: the fitted curve and the guard.
-
-    Replicas of one router share a stream; another router, even over the same models, gets its own.
-    """
-    planner = router.planner
-    state = {
-        "curve": None if planner.dual.curve is None else planner.dual.curve.to_dict(),
-        "guard": None if planner.guard is None else planner.guard.to_dict(),
-    }
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
 def _deployment_prices(litellm_router: Any) -> dict[str, tuple[float, float]]:

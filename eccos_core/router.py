@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 
 from eccos_core.batching import arun_all, check_concurrency, finish, run_all
-from eccos_core.calibration import QualityGuard
 from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger, RoutedResponse, RoutedStream
 from eccos_core.dual import DualPrices
 from eccos_core.errors import InputError, PredictorStateError
-from eccos_core.guarantee import BatchMargin
 from eccos_core.lifecycle import RouterLifecycle, out_of_fold_problem, training_problem
 from eccos_core.messages import TOKENIZER_MODEL, Query, check_options
 from eccos_core.optimize import METHODS
@@ -59,29 +57,28 @@ class Router(RouterLifecycle):
         self,
         models: Sequence[ModelSpec],
         predictor: Predictor,
-        guard: QualityGuard | None = None,
+        targets: Targets | None = None,
         *,
         method: str = "auto",
         time_limit: float = 10.0,
         max_concurrency: int = 8,
-        dual: DualPrices | None = None,
-        margin: BatchMargin | None = None,
+        prices: DualPrices | None = None,
     ) -> None:
         """Check the pool and the predictor agree; nothing is loaded or contacted.
 
         Args:
             models: The pool. Its names must be models the predictor was fitted on (a subset is fine).
             predictor: A fitted predictor (see :meth:`fit` to fit one on routing logs).
-            guard: Maps ``min_quality`` to the optimizer's internal target; ``None`` passes it through, so
-                ``min_quality`` then bounds *predicted* rather than realized success.
+            targets: How ``min_quality`` becomes the optimizer's internal target (quality guard, per-batch margin
+                behind ``confidence=``, per-call curve; :func:`~eccos_core.targets.fit_targets`, fitted by
+                :meth:`fit`); ``None`` passes it through, so ``min_quality`` then bounds *predicted* rather than
+                realized success, and a plan with a confidence raises ``PredictorStateError``.
             method: Optimizer method for :func:`eccos_core.optimize.solve` (``"auto"`` picks by batch size).
             time_limit: Seconds the optimizer may spend on one batch before returning its best feasible plan.
             max_concurrency: Provider calls in flight at once in :meth:`batch` / :meth:`abatch`.
-            dual: Per-call prices (:mod:`eccos_core.dual`) for single calls under ``policy="dual"``, fitted by
-                :meth:`fit`; ``None`` learns each stream's price from its calls alone (starting at the guard's
-                internal target, the first call then routed as ``policy="strict"`` would).
-            margin: The per-batch margin behind ``confidence=`` (:mod:`eccos_core.guarantee`), fitted with the
-                guard by :meth:`fit`; ``None``: a plan with a confidence raises ``PredictorStateError``.
+            prices: Where the per-call streams live (:class:`~eccos_core.dual.DualPrices`): by default this
+                process's memory; ``DualPrices(store=RedisStore(redis.Redis(...)))`` shares one price per
+                ``min_quality`` across processes. Routers over the same pool and targets share its streams.
 
         Raises:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
@@ -101,6 +98,11 @@ class Router(RouterLifecycle):
                 f"the predictor was fitted without pool models {missing} (it knows {list(known)}); "
                 "refit it on routing logs that include them, or drop them from the pool"
             )
+        if targets is not None and not isinstance(targets, Targets):
+            raise InputError(
+                f"targets must be an eccos_core.targets.Targets, got {type(targets).__name__}: wrap a quality guard "
+                "as Targets(guard), or take a fitted router's router.targets"
+            )
         if method not in METHODS:
             raise InputError(f"unknown optimizer method {method!r}: choose one of {', '.join(METHODS)}")
         check_concurrency(max_concurrency)
@@ -109,10 +111,10 @@ class Router(RouterLifecycle):
         self.planner = Planner(
             pool,
             predictor,
-            Targets(guard or QualityGuard.identity(), margin, None if dual is None else dual.curve),
+            targets or Targets.identity(),
             method=method,
             time_limit=float(time_limit),
-            dual=dual,
+            prices=prices,
         )
         """Decides where each query goes (no provider calls)."""
         self.dispatcher = Dispatcher(pool)

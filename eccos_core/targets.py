@@ -26,7 +26,7 @@ import numpy as np
 
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualCurve
-from eccos_core.errors import PredictorStateError
+from eccos_core.errors import EccosError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.predictors.base import Prediction
 
@@ -135,7 +135,7 @@ class Targets:
                 continue
             try:
                 parts[name] = kind.from_dict(value)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (EccosError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise PredictorStateError(f"targets: {name} is not valid ({exc}); refit and save the router") from None
         return cls(**parts)
 

@@ -43,7 +43,7 @@ def build_router(api_base: str | None, api_key: str, served_model: str | None, r
         )
         for m in bundled_models()
     ]
-    return Router(pool, base.predictor, base.guard)
+    return base.with_models(pool)
 
 
 def multiply(a: int, b: int) -> int:

@@ -143,16 +143,7 @@ class RouterSettings(BaseModel):
         base = default_router()
         if pool is None:
             return base
-        return Router(
-            pool,
-            base.predictor,
-            base.guard,
-            method=base.method,
-            time_limit=base.time_limit,
-            max_concurrency=base.max_concurrency,
-            margin=base.margin,
-            dual=base.dual.fresh(),
-        )
+        return base.with_models(pool)
 
     # ------------------------------------------------------------- what is shown: never a credential
     def __repr_args__(self) -> Any:

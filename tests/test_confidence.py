@@ -21,6 +21,7 @@ from eccos_core.planner import RoutingPlan
 from eccos_core.predictors.base import file_sha256
 from eccos_core.predictors.retrieval import RetrievalPredictor
 from eccos_core.router import Router
+from eccos_core.targets import Targets
 
 CONFIDENCE = 0.9
 
@@ -36,7 +37,7 @@ def shipped(make_pool) -> Router:
     """The shipped default router (fitted on 4,790 training queries, margin included), over the loopback pool."""
     default = Router.default()
     assert default.margin is not None, "the shipped default router has no margin: run eccos build-default"
-    return Router(make_pool(), default.predictor, default.guard, margin=default.margin)
+    return default.with_models(make_pool())
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,10 @@ def _rewrite(path: Path, change: Any) -> None:
 
 
 def _as_old_save(path: Path) -> None:
-    """What an eccos without confidence= saved: no margin.json, no checksums in router.json."""
-    (path / "margin.json").unlink()
+    """What an eccos without confidence= saved: guard.json, no margin.json, no checksums in router.json."""
+    targets = json.loads((path / "targets.json").read_text())
+    (path / "targets.json").unlink()
+    (path / "guard.json").write_text(json.dumps(targets["guard"]))
     _rewrite(path / "router.json", lambda d: d.pop("checksums"))
 
 
@@ -209,7 +212,7 @@ def test_llamaindex_batch_takes_confidence_and_a_single_call_refuses_it(shipped,
 # ------------------------------------------------------------------------------------------- persistence
 def test_the_margin_is_saved_checksummed_and_loaded_back(fitted, saved, queries, alpha):
     meta = json.loads((saved / "router.json").read_text())
-    assert meta["checksums"] == {name: file_sha256(saved / name) for name in ("guard.json", "dual.json", "margin.json")}
+    assert meta["checksums"] == {"targets.json": file_sha256(saved / "targets.json")}  # no calls: no streams
     loaded = Router.load(saved, models=fitted.models)
     assert loaded.margin == fitted.margin
     again, first = (r.plan(queries[:40], alpha, confidence=CONFIDENCE) for r in (loaded, fitted))
@@ -217,16 +220,16 @@ def test_the_margin_is_saved_checksummed_and_loaded_back(fitted, saved, queries,
 
 
 def test_an_edited_margin_is_refused_naming_the_file(saved):
-    _rewrite(saved / "margin.json", lambda d: d.update(bias=0.0, residuals=[r - 1.0 for r in d["residuals"]]))
-    with pytest.raises(PredictorStateError, match=r"margin\.json does not match the sha256 recorded in .*router"):
+    _rewrite(saved / "targets.json", lambda d: d["margin"].update(bias=0.0, residuals=[-1.0] * 3))
+    with pytest.raises(PredictorStateError, match=r"targets\.json does not match the sha256 recorded in .*router"):
         Router.load(saved)
 
 
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda p: (p / "margin.json").unlink(), r"records margin\.json, which is missing"),
-        (lambda p: _rewrite(p / "router.json", lambda d: d.pop("checksums")), r"margin\.json is not recorded"),
+        (lambda p: (p / "targets.json").unlink(), r"records targets\.json, which is missing"),
+        (lambda p: _rewrite(p / "router.json", lambda d: d.pop("checksums")), r"targets\.json is not recorded"),
         (lambda p: _rewrite(p / "router.json", lambda d: d.update(checksums=[1])), r"'checksums' must map"),
     ],
 )
@@ -237,9 +240,9 @@ def test_a_margin_out_of_step_with_router_json_is_refused(saved, damage, message
 
 
 def test_a_re_signed_but_invalid_margin_is_refused_at_load_not_at_plan(saved):
-    _rewrite(saved / "margin.json", lambda d: d.update(residuals=list(reversed(d["residuals"]))))
-    _rewrite(saved / "router.json", lambda d: d.update(checksums={"margin.json": file_sha256(saved / "margin.json")}))
-    with pytest.raises(PredictorStateError, match=r"margin\.json is not a valid batch margin.*never decrease"):
+    _rewrite(saved / "targets.json", lambda d: d["margin"].update(residuals=list(reversed(d["margin"]["residuals"]))))
+    _rewrite(saved / "router.json", lambda d: d.update(checksums={"targets.json": file_sha256(saved / "targets.json")}))
+    with pytest.raises(PredictorStateError, match=r"targets: margin is not valid.*never decrease"):
         Router.load(saved)
 
 
@@ -259,8 +262,8 @@ def test_a_router_saved_without_a_margin_loads_and_refuses_only_confidence(fitte
 
 
 def test_saving_a_router_without_a_margin_over_one_with_it_removes_the_old_file(fitted, saved):
-    Router(fitted.models, fitted.predictor, fitted.guard).save(saved)
-    assert not (saved / "margin.json").exists()
+    Router(fitted.models, fitted.predictor, Targets(fitted.guard)).save(saved)
+    assert json.loads((saved / "targets.json").read_text())["margin"] is None
     assert Router.load(saved).margin is None
 
 

@@ -17,8 +17,9 @@ import pytest
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualCurve, DualPrices
 from eccos_core.errors import CapabilityError, InputError, PredictorStateError
+from eccos_core.predictors.base import file_sha256
 from eccos_core.router import Router, out_of_fold_problem
-from eccos_core.targets import Targets
+from eccos_core.targets import Targets, fit_targets
 
 QUESTIONS = [f"Question {i}: what is {i} * {i + 3}?" + " Explain." * (i % 5) for i in range(60)]
 TOOL = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
@@ -64,7 +65,10 @@ def test_a_stream_of_calls_keeps_the_mean_for_less_than_strict_routing(router):
     assert min(q.p_success for q in dual) < alpha  # some calls were cheaper than alpha on their own
     assert sum(q.cost for q in dual) < sum(q.cost for q in strict)
     batch = router.plan(QUESTIONS, alpha)
-    assert sum(q.cost for q in dual) <= 1.15 * batch.expected_cost
+    # the price moves on a grid (~7 % steps without a fitted curve): on these near-identical synthetic calls that
+    # is up to a step above the batch optimum's price; on real logs the per-call replays cost what they did before
+    # the grid (benchmarks/results/dual-summary.txt)
+    assert sum(q.cost for q in dual) <= 1.2 * batch.expected_cost
     stats = router.dual.stats()["min_quality=0.6"]
     assert stats["calls"] == len(QUESTIONS)
     assert stats["mean_predicted_quality"] == pytest.approx(np.mean([q.p_success for q in dual]))
@@ -240,9 +244,8 @@ def test_a_shift_to_harder_traffic_raises_the_price_and_keeps_the_mean(problem):
 
 # ---------------------------------------------------------------------------------------------- persistence
 def test_fitted_prices_and_streams_are_saved_with_the_router(make_pool, predictor, problem, tmp_path):
-    oof, scores, cost = problem
     pool = make_pool()
-    router = Router(pool, predictor, dual=DualPrices.fit(oof.quality, scores, cost))
+    router = Router(pool, predictor, fitted_targets(problem))
     alpha = float(np.mean([router.dual.curve.success[0], router.dual.curve.max_success]))
     for q in QUESTIONS[:20]:
         router.plan_call(q, alpha)
@@ -250,23 +253,20 @@ def test_fitted_prices_and_streams_are_saved_with_the_router(make_pool, predicto
     path = router.save(tmp_path / "router")
     loaded = Router.load(path, models=pool)
 
-    assert json.loads((path / "dual.json").read_text())["format"] == "eccos-dual/1"
-    assert loaded.dual.curve == router.dual.curve
+    assert json.loads((path / "streams.json").read_text())["format"] == "eccos-prices/1"
+    assert json.loads((path / "targets.json").read_text())["format"] == "eccos-targets/1"
+    assert set(json.loads((path / "router.json").read_text())["checksums"]) == {"targets.json", "streams.json"}
+    assert loaded.targets == router.targets and loaded.dual.curve == router.dual.curve
     assert loaded.dual.stats().keys() == router.dual.stats().keys()
     stats = loaded.dual.stats()[f"min_quality={alpha:.6g}"]
-    assert stats["calls"] == 20 and stats["window_calls"] == 20
+    assert stats["calls"] == 20
     # the loaded stream prices the next call exactly as the original would
     assert loaded.plan_call(QUESTIONS[30], alpha) == router.plan_call(QUESTIONS[30], alpha)
 
 
-def test_a_router_saved_without_prices_still_routes_single_calls(make_pool, predictor, tmp_path):
+def test_a_router_without_streams_saves_none_and_still_routes_single_calls(make_pool, predictor, tmp_path):
     path = Router(make_pool(), predictor).save(tmp_path / "router")
-    (path / "dual.json").unlink()
-    with pytest.raises(PredictorStateError, match=r"records dual\.json, which is missing"):
-        Router.load(path)
-    meta = json.loads((path / "router.json").read_text())  # as the release before guard and prices had checksums
-    meta["checksums"] = {k: v for k, v in meta["checksums"].items() if k == "margin.json"}
-    (path / "router.json").write_text(json.dumps(meta))
+    assert not (path / "streams.json").exists()
 
     loaded = Router.load(path)
 
@@ -274,13 +274,53 @@ def test_a_router_saved_without_prices_still_routes_single_calls(make_pool, pred
     assert loaded.plan_call("What is 17 * 23?", 0.6).solver == "dual"
 
 
+def test_a_router_saved_by_the_previous_release_loads_with_its_streams(make_pool, predictor, problem, tmp_path):
+    pool = make_pool()
+    targets = fitted_targets(problem)
+    path = Router(pool, predictor, targets).save(tmp_path / "router")
+    alpha = float(np.mean([targets.curve.success[0], targets.curve.max_success]))
+    fresh = Router(pool, predictor, targets)
+    routed = [fresh.plan_call(q, alpha).queries[0] for q in QUESTIONS[:5]]
+    names = [m.name for m in pool]
+    columns = {name: k for k, name in enumerate(names)}
+    row = [None] * len(names)
+    rows_q = [[q.p_success if n == q.model else 0.5 for n in names] for q in routed]  # any allowed rows replay
+    # the previous release's layout: guard.json, margin.json and dual.json (streams as raw rows)
+    (path / "targets.json").unlink()
+    (path / "guard.json").write_text(json.dumps(targets.guard.to_dict()))
+    (path / "margin.json").write_text(json.dumps(targets.margin.to_dict()))
+    stream = {"mode": "quality", "goal": alpha, "target": targets.per_call(alpha)[0], "window": 1024,
+              "prior_calls": 512, "calls": 5, "sum_quality": 3.0, "sum_cost": 0.01,
+              "quality": rows_q, "cost": [[1e-4 * (1 + columns[n]) for n in names] for _ in routed]}  # fmt: skip
+    stream["quality"][0] = [*row[:-1], 0.9]  # a model not allowed for that call: null
+    legacy = {"format": "eccos-dual/1", "window": 1024, "prior_calls": 512, "curve": targets.curve.to_dict(),
+              "streams": {f"min_quality={alpha:.6g}": stream}}  # fmt: skip
+    (path / "dual.json").write_text(json.dumps(legacy))
+    meta = json.loads((path / "router.json").read_text())
+    meta["checksums"] = {"margin.json": file_sha256(path / "margin.json")}
+    (path / "router.json").write_text(json.dumps(meta))
+
+    loaded = Router.load(path, models=pool)
+
+    assert loaded.targets == targets
+    assert loaded.dual.store.totals(loaded.dual.namespace + f"min_quality={alpha:.6g}")["calls"] == 5
+    assert loaded.plan_call("What is 17 * 23?", alpha).solver == "dual"
+    (path / "guard.json").write_text("{}")
+    with pytest.raises(PredictorStateError, match="quality guard lacks"):
+        Router.load(path, models=pool)
+
+
+def fitted_targets(problem) -> Targets:
+    oof, scores, cost = problem
+    return fit_targets(oof, scores, cost)
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 def test_evaluation_replays_single_calls_and_budgets(make_pool, small_logs, predictor, problem, tmp_path):
     from eccos_core.bundled import bundled_models
     from eccos_core.evaluate import evaluate, format_streams, plot_streams
 
-    oof, scores, cost = problem
-    router = Router(bundled_models(), predictor, dual=DualPrices.fit(oof.quality, scores, cost))
+    router = Router(bundled_models(), predictor, fitted_targets(problem))
     test = small_logs.subset(range(0, len(small_logs), 3))
 
     report = evaluate(

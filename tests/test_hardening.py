@@ -68,8 +68,10 @@ def tiny_logs(step: int = 100) -> RoutingLogs:
 
 @pytest.fixture(scope="module")
 def saved_router(tmp_path_factory) -> Path:
-    """A router (retrieval predictor on ~60 bundled records, stub encoder, fitted guard) saved once."""
+    """A router (retrieval predictor on ~60 bundled records, stub encoder, fitted targets, a per-call stream) saved
+    once."""
     router = Router.fit(bundled_models(), tiny_logs(), RetrievalPredictor(k=8, encoder=StubEncoder()))
+    router.plan_call("What is 2 + 2?", 0.5)
     return router.save(tmp_path_factory.mktemp("saved") / "router")
 
 
@@ -256,11 +258,12 @@ def test_saved_state_is_validated_even_when_its_checksums_match(copy_of, name, m
 )
 def test_a_broken_guard_is_refused_at_load_not_at_plan(copy_of, guard, message):
     path = copy_of()
-    (path / "guard.json").write_text(json.dumps(guard))
-    with pytest.raises(PredictorStateError, match=r"guard\.json does not match the sha256 recorded in"):
+    edit_json(path / "targets.json", lambda d: d.update(guard=guard))
+    with pytest.raises(PredictorStateError, match=r"targets\.json does not match the sha256 recorded in"):
         Router.load(path)  # an edit after the save: refused before it is read
-    edit_json(path / "router.json", lambda d: d["checksums"].update({"guard.json": file_sha256(path / "guard.json")}))
-    with pytest.raises(PredictorStateError, match=rf"guard\.json is not a valid quality guard.*{message}"):
+    sha = file_sha256(path / "targets.json")
+    edit_json(path / "router.json", lambda d: d["checksums"].update({"targets.json": sha}))
+    with pytest.raises(PredictorStateError, match=rf"targets: guard is not valid.*{message}"):
         Router.load(path)  # saved so (or by an eccos that did not validate it): refused at load, not at plan
     with pytest.raises(PredictorStateError, match=message):
         QualityGuard.from_dict(guard)
@@ -348,7 +351,7 @@ def test_an_unusable_cache_is_discarded_refitted_and_reported_once(default_cache
     if damage == "0-byte npy":
         (cache / "predictor" / "scores.npy").write_bytes(b"")
     elif damage == "empty guard":
-        (cache / "guard.json").write_text('{"alphas": [], "targets": []}')
+        edit_json(cache / "targets.json", lambda d: d.update(guard={"alphas": [], "targets": []}))
     elif damage == "truncated manifest":
         (cache / "predictor" / "predictor.json").write_text('{"kind": "retr')
     else:
@@ -542,8 +545,8 @@ def test_cli_arguments_are_checked_before_any_fit(tmp_path, monkeypatch, capsys,
     [
         ("truncated npy", lambda p: _truncate(p / "predictor" / "embeddings.npy", 100), r"embeddings\.npy"),
         ("truncated json", lambda p: _truncate(p / "router.json", 10), r"router\.json is not valid JSON"),
-        ("truncated guard", lambda p: _truncate(p / "guard.json", 10), r"guard\.json does not match the sha256"),
-        ("truncated prices", lambda p: _truncate(p / "dual.json", 10), r"dual\.json does not match the sha256"),
+        ("truncated targets", lambda p: _truncate(p / "targets.json", 10), r"targets\.json does not match the sha"),
+        ("truncated streams", lambda p: _truncate(p / "streams.json", 10), r"streams\.json does not match the sha"),
         ("missing key", lambda p: edit_json(p / "predictor" / "predictor.json", lambda d: d.pop("n_queries")),
          r"predictor\.json lacks the keys \['n_queries'\]"),
         ("k many", lambda p: edit_json(p / "predictor" / "predictor.json", lambda d: d.update(k="many")),

@@ -25,6 +25,7 @@ from eccos_core.errors import (
 )
 from eccos_core.pricing import ModelSpec, cost_matrix
 from eccos_core.router import Fallback, QueryPlan, RoutedResponse, Router, RoutingPlan
+from eccos_core.targets import Targets
 
 QUESTIONS = [
     "What is 17 * 23?",
@@ -336,7 +337,10 @@ def test_a_pool_that_is_a_subset_of_the_predictors_models_is_fine(make_pool, pre
 
 # ----------------------------------------------------------------------------------------- persistence
 def test_save_load_round_trip_gives_the_same_plan_and_saves_no_key(router, pool, tmp_path, api_key):
-    router = Router(pool, router.predictor, QualityGuard((0.0, 0.5, 0.9), (0.0, 0.6, 0.95)))
+    guard = QualityGuard((0.0, 0.5, 0.9), (0.0, 0.6, 0.95))
+    with pytest.raises(InputError, match=r"wrap a quality guard as Targets\(guard\)"):
+        Router(pool, router.predictor, guard)
+    router = Router(pool, router.predictor, Targets(guard))
     path = router.save(tmp_path / "router")
 
     loaded = Router.load(path, models=pool)

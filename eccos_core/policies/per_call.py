@@ -1,7 +1,8 @@
 """The per-call policy (``policy="dual"``): one call routed at its stream's price on quality.
 
-The stream (:class:`eccos_core.dual.OnlinePrice`, one per ``min_quality`` or per-call budget) keeps the mean over
-the calls routed with it on target; the target comes from :meth:`eccos_core.targets.Targets.per_call`.
+The stream (:class:`eccos_core.dual.StreamPrice`, one per ``min_quality`` or per-call budget, in the router's
+store) keeps the mean over the calls routed with it on target; the target comes from
+:meth:`eccos_core.targets.Targets.per_call`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The fleet price (:mod:`eccos_core.fleet`): replicas sharing one quality price and the caps through Redis.
+"""The per-call price over a shared store (:mod:`eccos_core.policies.stores`): replicas sharing one quality price
+and the caps through Redis.
 
 The calls are the bundled logs' queries with a real fitted predictor's out-of-fold predictions; "replicas" are
-:class:`FleetPrice` objects over one store, routed concurrently.
+:class:`StreamPrice` objects over one store, routed concurrently (async), or routers over a sync Redis client.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import numpy as np
 import pytest
 
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import DualPrices
+from eccos_core.dual import DualPrices, StreamPrice, check_caps, quality_key
 from eccos_core.errors import InputError
-from eccos_core.fleet import FailoverStore, FleetPrice, MemoryStore, RedisStore, check_caps, stream_key
+from eccos_core.policies.stores import FailoverStore, MemoryStore, RedisStore
 from eccos_core.router import training_problem
 from eccos_core.targets import Targets
 
@@ -43,12 +44,10 @@ def problem(predictor: Any, small_logs: Any, bundled_pool_specs: dict[str, Any])
 
 
 def _replicas(problem: dict[str, Any], store: Any, count: int, caps: list[float | None] | None = None) -> list[Any]:
-    names, dual = problem["names"], problem["dual"]
-    key = stream_key("test", names, "quality", problem["alpha"])
-    return [
-        FleetPrice("quality", problem["target"], dual.curve, store, stream=key, caps=caps or [None] * len(names))
-        for _ in range(count)
-    ]
+    dual = problem["dual"]
+    key = f"test:{quality_key(problem['alpha'])}"
+    alpha, target = problem["alpha"], problem["target"]
+    return [StreamPrice("quality", alpha, target, dual.curve, store, stream=key, caps=caps) for _ in range(count)]
 
 
 async def _run(problem: dict[str, Any], replicas: list[Any], rows: np.ndarray, concurrency: int = 16) -> list[Any]:
@@ -58,7 +57,7 @@ async def _run(problem: dict[str, Any], replicas: list[Any], rows: np.ndarray, c
     async def one(n: int, i: int) -> Any:
         async with gate:
             replica = replicas[n % len(replicas)]
-            return await replica.route(problem["quality"][i], problem["cost"][i], problem["allowed"][i])
+            return await replica.aroute(problem["quality"][i], problem["cost"][i], problem["allowed"][i])
 
     return list(await asyncio.gather(*(one(n, int(i)) for n, i in enumerate(rows))))
 
@@ -74,7 +73,7 @@ async def test_two_replicas_sharing_redis_keep_the_fleet_mean_and_lose_no_update
     store = RedisStore(client, prefix="t1")
     replicas = _replicas(problem, store, 2)
     decisions = await _run(problem, replicas, problem["rows"])
-    totals = await replicas[0].totals()
+    totals = await replicas[0].atotals()
     await client.aclose()
     assert len(decisions) == CALLS and totals["calls"] == CALLS  # every concurrent commit landed
     fleet = _mean_quality(problem, problem["rows"], decisions)
@@ -109,7 +108,7 @@ async def test_replicas_without_a_shared_store_price_alone(problem) -> None:
     replicas = [_replicas(problem, MemoryStore(), 1)[0] for _ in range(2)]
     decisions = await _run(problem, replicas, problem["rows"][:400])
     assert not any(d.shared for d in decisions)
-    assert [(await r.totals())["calls"] for r in replicas] == [200, 200]
+    assert [(await r.atotals())["calls"] for r in replicas] == [200, 200]
 
 
 async def test_a_redis_that_dies_turns_the_price_local_without_losing_a_call(problem, redis_server, caplog) -> None:
@@ -145,14 +144,43 @@ async def test_the_shared_store_is_bounded_whatever_goals_clients_send(problem, 
 
     client = aioredis.from_url(redis_server.url)
     store = RedisStore(client, prefix="t4", max_streams=50)
-    names, dual = problem["names"], problem["dual"]
+    dual = problem["dual"]
     for k in range(300):  # a client sending a fresh min_quality per call
         alpha = round(0.3 + k * 1e-4, 6)
-        key = stream_key("t", names, "quality", alpha)
-        price = FleetPrice("quality", problem["target"], dual.curve, store, stream=key, caps=[None] * len(names))
-        await price.route(problem["quality"][k], problem["cost"][k], problem["allowed"][k])
+        price = StreamPrice("quality", alpha, problem["target"], dual.curve, store, stream=f"t:{quality_key(alpha)}")
+        await price.aroute(problem["quality"][k], problem["cost"][k], problem["allowed"][k])
     keys = await client.dbsize()
-    ttl = await client.ttl(f"t4:{stream_key('t', names, 'quality', round(0.3 + 299e-4, 6))}:sums")
+    ttl = await client.ttl(f"t4:t:{quality_key(round(0.3 + 299e-4, 6))}:sums")
     await client.aclose()
     assert keys <= 3 * 50 + 1 and keys >= 3 * 49
     assert 0 < ttl <= store.ttl_s
+
+
+def test_routers_in_two_processes_share_one_price_through_a_sync_redis(problem, redis_server) -> None:
+    """The sync face: two routers' per-call prices (as two worker processes would hold) over one Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    dual = problem["dual"]
+    shared = [DualPrices(dual.curve, store=RedisStore(client, prefix="t5"), namespace="n:") for _ in range(2)]
+    alone = DualPrices(dual.curve)
+    rows = problem["rows"][:400]
+    alpha, target = problem["alpha"], problem["target"]
+    picks = [
+        shared[n % 2].quality_stream(alpha, target).route(problem["quality"][i], problem["cost"][i],
+                                                           problem["allowed"][i])
+        for n, i in enumerate(rows)
+    ]  # fmt: skip
+    solo = alone.new_quality_stream(alpha, target).replay(
+        problem["quality"][rows], problem["cost"][rows], problem["allowed"][rows]
+    )
+    totals = shared[0].quality_stream(alpha, target).totals()
+    shared[1].reset(alpha)
+    after = shared[0].quality_stream(alpha, target).totals()
+    client.close()
+
+    assert all(d.shared for d in picks) and totals["calls"] == len(rows)
+    assert [d.model for d in picks] == solo.tolist()  # one stream, as if one process had routed every call
+    assert after["calls"] == 0  # a reset is the fleet's
+    with pytest.raises(InputError, match=r"needs a redis\.asyncio\.Redis"):
+        asyncio.run(RedisStore(client).aread("s", 3, 2))

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import litellm
+import numpy as np
 import pytest
 from proxy_support import deployments
 
@@ -127,22 +128,23 @@ def test_headers_carry_the_decision() -> None:
 
 
 async def test_min_quality_zero_is_its_own_stream_and_streams_are_bounded(setup) -> None:
-    from eccos_core.dual import MAX_STREAMS
+    from eccos_core.policies.stores import MAX_STREAMS
 
     plugin, litellm_router = setup(min_quality=0.5)
     await _ask(litellm_router, "zero please", min_quality=0.0)
     assert (await plugin.fleet_totals(0.0))["calls"] == 1  # 0.0 is a min_quality, not "the default"
     assert (await plugin.fleet_totals(0.5))["calls"] == 0
     for k in range(MAX_STREAMS + 5):
-        plugin._stream("quality", k / 1000)
-    assert len(plugin._streams) == MAX_STREAMS
-    assert len(plugin.store._streams) <= MAX_STREAMS
+        m = len(plugin.names)
+        await plugin._stream("quality", k / 1000).aroute(np.linspace(0.4, 0.9, m), np.linspace(1e-6, 1e-5, m))
+    assert len(plugin.prices._streams) == MAX_STREAMS
+    assert len(plugin.store) <= MAX_STREAMS
 
 
 def test_another_router_over_the_same_models_gets_its_own_streams(router, predictor) -> None:
-    from eccos_core.dual import DualPrices
+    from eccos_core.targets import Targets
 
     first = ECCOSRoutingPlugin(router, redis=None, warm=False)
-    other = Router(router.models, predictor, router.guard, dual=DualPrices())  # same models, no fitted curve
+    other = Router(router.models, predictor, Targets(router.guard))  # same models, no fitted curve
     second = ECCOSRoutingPlugin(other, redis=None, warm=False)
     assert first._stream("quality", 0.6).stream != second._stream("quality", 0.6).stream
