@@ -102,6 +102,7 @@ class RoutedResponse:
             "message": self.message,
             "solver": self.plan.solver,
             "batch_size": self.plan.batch_size,
+            "prior": self.plan.prior if self.model == self.plan.model else None,
             "fallbacks": [f.to_dict() for f in self.fallbacks],
             "latency_s": self.latency_s,
         }

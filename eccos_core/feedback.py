@@ -69,6 +69,11 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
     names = [m.name for m in router.models]
     if model not in names:
         raise InputError(f"model {model!r} is not in the router's pool {names}; record the pool name that answered")
+    if model in router.planner.priors:
+        raise PredictorStateError(
+            f"{model!r} is routed on a prior (predicted as {router.planner.priors[model]!r}): the predictor has no "
+            "column of its own to record into yet; log its graded outcomes (eccos collect) and refit with them"
+        )
     if isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0:
         raise InputError(f"score must be a number in [0, 1] (1 = answered well), got {score!r}")
     if output_tokens is not None and (

@@ -17,14 +17,15 @@ from typing_extensions import Self
 
 from eccos_core import feedback
 from eccos_core.calibration import QualityGuard
-from eccos_core.dual import DualPrices, prices_namespace
+from eccos_core.dual import DualPrices
 from eccos_core.errors import ConfigError, InputError, PredictorStateError
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import Query, count_text_tokens
 from eccos_core.persistence import load_router, save_router
-from eccos_core.planner import clean, clean_tokens
+from eccos_core.planner import clean, clean_tokens, streams_namespace
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
+from eccos_core.priors import WAYS_IN, pool_view, prediction_sources
 from eccos_core.targets import Targets, fit_targets
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class RouterLifecycle:
         random batches of them.
 
         Args:
-            models: The pool; every name must have outcomes in ``logs``.
+            models: The pool; every model must have outcomes in ``logs``, or a ``like`` model that has.
             logs: Routing logs to learn from.
             predictor: Unfitted predictor to use; default
                 :class:`~eccos_core.predictors.retrieval.RetrievalPredictor`.
@@ -133,12 +134,12 @@ class RouterLifecycle:
             ConfigError: A pool model has no outcome anywhere in ``logs``.
         """
         pool = validate_pool(models)
-        names = [m.name for m in pool]
-        absent = [name for name in names if name not in set(logs.models)]
+        logged = set(logs.models)
+        absent = [m.name for m in pool if m.name not in logged and m.like not in logged]
         if absent:
             raise ConfigError(
                 f"the routing logs have no outcomes for pool models {absent} (they cover {sorted(logs.models)}); "
-                "add logs for them or drop them from the pool"
+                f"add logs for them, drop them from the pool, or {WAYS_IN.split(', or ')[0]}"
             )
         if predictor is None:
             from eccos_core.predictors.retrieval import RetrievalPredictor
@@ -197,7 +198,7 @@ class RouterLifecycle:
         try:
             prices = None
             if saved.streams is not None:
-                namespace = prices_namespace(targets.to_dict(), [m.name for m in saved.pool])
+                namespace = streams_namespace(targets, saved.pool)
                 prices = DualPrices.from_dict(saved.streams, targets.curve, namespace)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PredictorStateError(
@@ -295,7 +296,7 @@ def training_problem(
 ) -> tuple[Prediction, np.ndarray, np.ndarray]:
     """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries."""
     names = [m.name for m in pool]
-    oof = clean(out_of_fold.select(names))
+    oof = clean(pool_view(out_of_fold, pool, prediction_sources(pool, out_of_fold.models)))
     input_tokens = np.array([count_text_tokens(q) for q in logs.queries], dtype=float)
     cost = cost_matrix(pool, input_tokens, clean_tokens(oof.output_tokens))
     return oof, logs.scores(names), cost

@@ -45,6 +45,7 @@ from eccos_core.policies import joint, per_call
 from eccos_core.policies.stores import MemoryStore
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec
+from eccos_core.priors import pool_view, prediction_sources, priors
 from eccos_core.targets import Targets, require_margin
 from eccos_core.validation import (
     DEFAULT_POLICY,
@@ -117,6 +118,10 @@ class Planner:
     ) -> None:
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
+        self.sources = prediction_sources(self.pool, predictor.models)
+        """Per pool model, the predictor column it is predicted from: its own, or its ``like`` model's."""
+        self.priors = priors(self.pool, self.sources)
+        """Pool models predicted as another (name → the ``like`` model): priors, named in every plan."""
         self.targets = targets
         """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
         self.dual = self._prices(prices or DualPrices(), targets)
@@ -149,7 +154,7 @@ class Planner:
 
     def _prices(self, prices: DualPrices, targets: Targets) -> DualPrices:
         """``prices`` for this pool and ``targets``: their streams, keyed by what the prices depend on."""
-        namespace = prices_namespace(targets.to_dict(), self.names)
+        namespace = streams_namespace(targets, self.pool)
         return prices if prices.namespace == namespace else prices.over(targets.curve, namespace)
 
     def predict(self, texts: Sequence[str]) -> Prediction:
@@ -160,14 +165,18 @@ class Planner:
         """
         texts = list(texts)
         if len(texts) <= PROGRESS_CHUNK:
-            return clean(self.predictor.predict(texts).select(self.names))
+            return clean(self.view(self.predictor.predict(texts)))
         started, parts = time.perf_counter(), []
         for start in range(0, len(texts), PROGRESS_CHUNK):
-            parts.append(self.predictor.predict(texts[start : start + PROGRESS_CHUNK]).select(self.names))
+            parts.append(self.view(self.predictor.predict(texts[start : start + PROGRESS_CHUNK])))
             self.report("predict", min(start + PROGRESS_CHUNK, len(texts)), len(texts), started)
         quality = np.concatenate([part.quality for part in parts])
         tokens = np.concatenate([part.output_tokens for part in parts])
         return clean(Prediction(self.names, quality, tokens))
+
+    def view(self, prediction: Prediction) -> Prediction:
+        """The predictor's output in pool columns, priors predicted as their ``like`` model (:mod:`priors`)."""
+        return pool_view(prediction, self.pool, self.sources)
 
     def report(self, stage: str, done: int, total: int, started: float) -> None:
         """Log a large plan's progress (INFO) and pass it to :attr:`progress`."""
@@ -281,8 +290,8 @@ class Planner:
             raise InputError("the batch is empty: give at least one query")
         caps = resolve_capacity(capacity, self.names, [m.capacity for m in self.pool])
         if budget is not None:
-            return budget_policy.plan(self, clean(prediction.select(self.names)), tokens, budget, caps, None)
-        return joint.plan(self, clean(prediction.select(self.names)), tokens, alpha, caps, None, confidence)
+            return budget_policy.plan(self, clean(self.view(prediction)), tokens, budget, caps, None)
+        return joint.plan(self, clean(self.view(prediction)), tokens, alpha, caps, None, confidence)
 
     # ---------------------------------------------------------------------------------------- solving
     def allowed(self, tokens: np.ndarray, caps: Sequence[int | None], needs: Sequence[Needs] | None) -> np.ndarray:
@@ -350,6 +359,7 @@ class Planner:
                 budget=budget,
                 confidence=confidence,
                 margin=margin,
+                prior=self.priors.get(self.names[j]),
             )
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )
@@ -393,6 +403,12 @@ def check_goal(min_quality: Any, budget: Any) -> tuple[float | None, float | Non
 def clean_tokens(tokens: np.ndarray) -> np.ndarray:
     """Output-token predictions safe to price: finite and ≥ 0."""
     return np.clip(np.nan_to_num(np.asarray(tokens, dtype=float), nan=0.0, posinf=0.0), 0.0, None)
+
+
+def streams_namespace(targets: Targets, pool: Sequence[ModelSpec]) -> str:
+    """Key prefix of a router's per-call streams: what its prices depend on (targets, models, priors)."""
+    parts = {"targets": targets.to_dict(), "priors": {m.name: [m.like, m.like_offset] for m in pool if m.like}}
+    return prices_namespace(parts, [m.name for m in pool])
 
 
 def clean(prediction: Prediction) -> Prediction:

@@ -48,6 +48,8 @@ class QueryPlan:
     """The batch's requested confidence (see :attr:`RoutingPlan.confidence`), or ``None``."""
     margin: float | None = None
     """The realized-success margin the batch was routed with for its confidence (see :attr:`RoutingPlan.margin`)."""
+    prior: str | None = None
+    """When ``model`` has no logs of its own: the fitted model it was predicted as (``ModelSpec.like``)."""
 
     @classmethod
     def direct(cls, model: str, index: int = 0) -> QueryPlan:

@@ -110,6 +110,12 @@ class ModelSpec:
     deadline: float | None = None
     """Seconds a call planned to this model may take in all, fallbacks included (default
     :data:`DEFAULT_DEADLINE`)."""
+    like: str | None = None
+    """For a model without routing logs of its own: the fitted model it is predicted as (a prior), e.g. the
+    public model it is a fine-tune or a quantization of. Ignored once the predictor knows this model itself."""
+    like_offset: float = 0.0
+    """Added to the predicted p(success) of the ``like`` model (clipped to [0, 1]): ``-0.05`` for a model you
+    expect to answer a little worse. Must lie in [-1, 1]."""
     litellm_params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """Extra keyword arguments for ``litellm.completion`` for this model only."""
 
@@ -172,6 +178,7 @@ class ModelSpec:
         if isinstance(overhead, bool) or not isinstance(overhead, numbers.Integral) or overhead < 0:
             raise ConfigError(f"model {self.name!r}: prompt_overhead_tokens must be a non-negative integer")
         object.__setattr__(self, "prompt_overhead_tokens", int(overhead))
+        self._check_like()
         for key in ("timeout", "deadline"):
             value = getattr(self, key)
             if value is None:
@@ -179,6 +186,14 @@ class ModelSpec:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
                 raise ConfigError(f"model {self.name!r}: {key} must be a positive number of seconds or null")
             object.__setattr__(self, key, float(value))
+
+    def _check_like(self) -> None:
+        like, offset = self.like, self.like_offset
+        if like is not None and (not isinstance(like, str) or not like.strip() or like == self.name):
+            raise ConfigError(f"model {self.name!r}: like must name another, fitted model (a string) or be null")
+        if isinstance(offset, bool) or not isinstance(offset, numbers.Real) or not -1.0 <= offset <= 1.0:
+            raise ConfigError(f"model {self.name!r}: like_offset must be a number in [-1, 1], got {offset!r}")
+        object.__setattr__(self, "like_offset", float(offset))
 
     def missing(self, needs: Needs) -> list[str]:
         """The capabilities of ``needs`` this model lacks (empty when it can serve the call)."""

@@ -92,12 +92,6 @@ class Router(RouterLifecycle):
                 "the predictor is not fitted: call predictor.fit(logs) or Router.fit(models, logs), "
                 "or load a saved one with load_predictor(dir)"
             )
-        missing = [m.name for m in pool if m.name not in known]
-        if missing:
-            raise PredictorStateError(
-                f"the predictor was fitted without pool models {missing} (it knows {list(known)}); "
-                "refit it on routing logs that include them, or drop them from the pool"
-            )
         if targets is not None and not isinstance(targets, Targets):
             raise InputError(
                 f"targets must be an eccos_core.targets.Targets, got {type(targets).__name__}: wrap a quality guard "

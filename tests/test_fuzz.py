@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from stubs import StubEncoder
 
 from eccos_core.bundled import bundled_logs, bundled_models
 from eccos_core.errors import EccosError
@@ -42,22 +42,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
-
-
-class StubEncoder:
-    """Hashed bag-of-words unit vectors (384-d): a deterministic encoder without torch."""
-
-    max_seq_length = 256
-    dtype = "auto"
-
-    def encode(self, texts, *, show_progress=False):
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in str(text).lower().split():
-                digest = hashlib.blake2b(word.encode("utf-8", "replace"), digest_size=4).digest()
-                out[i, int.from_bytes(digest, "little") % 384] += 1.0
-            out[i, i % 384] += 1e-3
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------------------------------------ mutations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
-import hashlib
 import json
 import logging
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stubs import StubEncoder
 
 from eccos_core.bundled import bundled_logs, bundled_models
 from eccos_core.calibration import MIN_OUTCOMES, IsotonicCalibration, QualityGuard
@@ -43,22 +43,6 @@ from eccos_core.targets import BatchGoal
 
 CHEAP, MID, STRONG = "gemma-2-9b-it", "llama-3.1-8b-instruct", "llama3-chatqa-1.5-70b"
 CANARY = "canary-7e1f-Secret-93ab"
-
-
-class StubEncoder:
-    """Hashed bag-of-words unit vectors (384-d, like MiniLM): a deterministic encoder without torch."""
-
-    max_seq_length = 256
-    dtype = "auto"
-
-    def encode(self, texts, *, show_progress=False):
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in str(text).lower().split():
-                digest = hashlib.blake2b(word.encode("utf-8", "replace"), digest_size=4).digest()
-                out[i, int.from_bytes(digest, "little") % 384] += 1.0
-            out[i, i % 384] += 1e-3  # no all-zero rows
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def tiny_logs(step: int = 100) -> RoutingLogs:

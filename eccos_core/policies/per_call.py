@@ -61,6 +61,7 @@ def price_call(
         min_quality=0.0 if alpha is None else alpha,
         budget=budget,
         price=decision.price if math.isfinite(decision.price) else None,
+        prior=planner.priors.get(planner.names[j]),
     )
     return RoutingPlan(
         queries=(entry,),

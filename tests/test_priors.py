@@ -1,0 +1,152 @@
+"""A model without logs joins a pool with a prior (``ModelSpec(like=...)``): routed, named in every plan.
+
+The fake predictor and the loopback provider stand in for the fitted predictor and the user's own endpoint; the
+fit test uses the real retrieval predictor on bundled logs that lack the new model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from langchain_core.messages import HumanMessage
+
+from eccos_core.errors import ConfigError, PredictorStateError
+from eccos_core.pricing import ModelSpec, load_models
+from eccos_core.router import Router
+from langchain_eccos import ChatECCOS
+
+OWN = "my-local-llama"
+QUESTIONS = [f"Question {i}: what is {i} * {i + 3}?" + " Explain." * (i % 5) for i in range(40)]
+
+
+def own_model(loopback_server, api_key, like: str | None, **fields) -> ModelSpec:
+    """The user's own endpoint: a model name no log has, served by the loopback provider, nearly free."""
+    return ModelSpec(
+        name=OWN,
+        litellm_model=f"openai/{OWN}",
+        input_cost_per_token=1e-9,
+        output_cost_per_token=1e-9,
+        litellm_params={"api_base": loopback_server.api_base, "api_key": api_key},
+        like=like,
+        **fields,
+    )
+
+
+@pytest.fixture
+def weakest(fake_predictor) -> str:
+    return fake_predictor.models[0]
+
+
+def test_a_prior_is_predicted_as_its_like_model_and_named_in_every_plan(
+    make_pool, fake_predictor, loopback_server, api_key, weakest
+):
+    strongest = fake_predictor.models[-1]
+    pool = [*make_pool([weakest, strongest]), own_model(loopback_server, api_key, like=strongest, like_offset=-0.1)]
+    router = Router(pool, fake_predictor)
+
+    prediction = router.predict(QUESTIONS)
+    by_name = {n: k for k, n in enumerate(prediction.models)}
+    expected = np.clip(prediction.quality[:, by_name[strongest]] - 0.1, 0, 1)
+    assert prediction.quality[:, by_name[OWN]] == pytest.approx(expected)
+    assert router.planner.priors == {OWN: strongest}
+
+    plan = router.plan(QUESTIONS, 0.6)
+    assert OWN in plan.models  # as good as the strongest, less the offset, and nearly free
+    assert {q.prior for q in plan.queries if q.model == OWN} == {strongest}
+    assert all(q.prior is None for q in plan.queries if q.model != OWN)
+    assert plan.expected_cost < router.plan(QUESTIONS, 0.6, capacity={OWN: 0}).expected_cost  # it pays to have it
+    call = router.plan_call(QUESTIONS[0], 0.6).queries[0]  # the per-call price says so too
+    assert call.model == OWN and call.prior == strongest
+    reply = router.complete(QUESTIONS[0], 0.6)
+    assert reply.model == OWN and reply.to_metadata()["prior"] == strongest
+
+
+def test_a_model_with_neither_logs_nor_like_names_the_ways_in(make_pool, fake_predictor, loopback_server, api_key):
+    pool = [*make_pool(fake_predictor.models[:2]), own_model(loopback_server, api_key, like=None)]
+    with pytest.raises(PredictorStateError, match=rf"without pool models \['{OWN}'\].*like=.*eccos collect"):
+        Router(pool, fake_predictor)
+    stranger = own_model(loopback_server, api_key, like="gpt-17")
+    with pytest.raises(PredictorStateError, match=r"is like 'gpt-17', which the predictor does not know either"):
+        Router([*make_pool(fake_predictor.models[:2]), stranger], fake_predictor)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"like": OWN}, "like must name another"),
+        ({"like": ""}, "like must name another"),
+        ({"like": 3}, "like must name another"),
+        ({"like": "x", "like_offset": 1.5}, r"like_offset must be a number in \[-1, 1\]"),
+        ({"like": "x", "like_offset": True}, "like_offset must be a number"),
+    ],
+)
+def test_like_is_checked_when_the_spec_is_built(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelSpec(name=OWN, input_cost_per_token=1e-9, output_cost_per_token=1e-9, **fields)
+
+
+def test_chat_eccos_takes_the_users_own_model_from_the_first_call(
+    make_pool, fake_predictor, loopback_server, api_key, weakest
+):
+    strongest = fake_predictor.models[-1]
+    own = own_model(loopback_server, api_key, like=strongest)
+    chat = ChatECCOS(router=Router([*make_pool([weakest]), own], fake_predictor), min_quality=0.6)
+
+    reply = chat.invoke([HumanMessage("What is 17 * 23?")])
+
+    assert reply.response_metadata["eccos"]["model"] == OWN
+    assert reply.response_metadata["eccos"]["prior"] == strongest
+
+
+def test_a_models_file_takes_like_and_the_saved_router_keeps_it(tmp_path, make_pool, fake_predictor, weakest):
+    strongest = fake_predictor.models[-1]
+    (tmp_path / "models.yaml").write_text(
+        f"models:\n  - name: {OWN}\n    input_cost_per_token: 1.0e-9\n    output_cost_per_token: 1.0e-9\n"
+        f"    max_input_tokens: 8192\n    like: {strongest}\n    like_offset: -0.05\n"
+    )
+    [own] = load_models(tmp_path / "models.yaml")
+    assert (own.like, own.like_offset) == (strongest, -0.05)
+    assert own.to_dict()["like"] == strongest
+
+
+def test_fit_takes_a_pool_with_a_prior_and_refuses_a_model_with_neither(small_logs, loopback_server, api_key):
+    from stubs import StubEncoder
+
+    from eccos_core.predictors.retrieval import RetrievalPredictor
+
+    logged = sorted(small_logs.models)[:3]
+    pool = [
+        ModelSpec(name=n, litellm_model=f"openai/{n}", input_cost_per_token=1e-7 * (k + 1),
+                  output_cost_per_token=1e-7 * (k + 1)) for k, n in enumerate(logged)
+    ]  # fmt: skip
+    own = own_model(loopback_server, api_key, like=logged[-1])
+
+    router = Router.fit([*pool, own], small_logs, RetrievalPredictor(k=8, encoder=StubEncoder()))
+
+    assert router.planner.priors == {OWN: logged[-1]}
+    assert router.plan(list(small_logs.queries[:20]), 0.5).queries[0].status is not None
+    with pytest.raises(ConfigError, match=rf"no outcomes for pool models \['{OWN}'\].*like="):
+        Router.fit([*pool, own_model(loopback_server, api_key, like=None)], small_logs)
+
+
+def test_the_own_model_example_runs_as_the_readme_says(loopback_server):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "own_model.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--api-base", loopback_server.api_base],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("batch: [")
+    assert any("my-local-llama (prior: predicted as llama-3.1-8b-instruct)" in line for line in lines)
+
+
+def test_recording_an_outcome_of_a_prior_says_what_to_do(make_pool, fake_predictor, loopback_server, api_key):
+    own = own_model(loopback_server, api_key, like=fake_predictor.models[-1])
+    router = Router([*make_pool(fake_predictor.models[:1]), own], fake_predictor)
+    with pytest.raises(PredictorStateError, match=r"routed on a prior.*eccos collect"):
+        router.record_outcome("What is 17 * 23?", OWN, 1.0)
