@@ -117,6 +117,12 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.add_argument("source", type=Path, help="folder holding the data set's original files")
     conv.add_argument("out", type=Path, help="folder to write <name>.jsonl.gz and <name>.models.json into")
 
+    _add_collect(sub)
+    _add_onboard(sub)
+    return parser
+
+
+def _add_collect(sub: Any) -> None:
     col = sub.add_parser("collect", help="ask every pool model every question, grade the answers, write routing logs")
     col.add_argument(
         "--questions", type=Path, required=True, help='JSONL, one {"id", "query", "answer"[, "task"]} per line'
@@ -136,7 +142,17 @@ def _build_parser() -> argparse.ArgumentParser:
     col.add_argument("--max-tokens", type=int, help="cap on each answer's length (also tightens the spend limit)")
     col.add_argument("--limit-usd", type=float, help="start no call that could take this run's spend past X USD")
     col.add_argument("--retries", type=int, default=2, help="LiteLLM retries per call (default 2)")
-    return parser
+
+
+def _add_onboard(sub: Any) -> None:
+    onb = sub.add_parser(
+        "onboard", help="join a model without logs to a router from its graded answers to a probe (eccos collect)"
+    )
+    onb.add_argument("--model", required=True, metavar="NAME", help="the new model (its entry in --models)")
+    onb.add_argument("--models", type=Path, required=True, help="models file (JSON/YAML) with the new model")
+    onb.add_argument("--probe", type=Path, required=True, help="its graded answers: routing logs from eccos collect")
+    onb.add_argument("--router", type=Path, help="saved router to join it to (default: the bundled one)")
+    onb.add_argument("--out", type=Path, required=True, help="directory to save the joined router into")
 
 
 def _print_report(report: EvalReport, started: float) -> None:
@@ -410,6 +426,30 @@ def _print_collect(report: CollectReport, args: argparse.Namespace) -> None:
         print(f"{report.missing} answers missing: run the same command again to resume")
 
 
+def _onboard(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from eccos_core.errors import ConfigError
+    from eccos_core.logs import load_logs
+    from eccos_core.pricing import load_models
+    from eccos_core.router import Router
+
+    spec = next((m for m in load_models(args.models) if m.name == args.model), None)
+    if spec is None:
+        raise ConfigError(f"{args.models} has no model named {args.model!r}")
+    router = Router.load(args.router) if args.router else Router.default()
+    probe = load_logs(args.probe)
+    joined = router.onboard(spec, probe)
+    fit = joined.probes[spec.name]
+    scores = probe.scores([spec.name])
+    print(
+        f"{spec.name}: probe of {fit.probes} graded answers (mean score {float(np.nanmean(scores)):.3f}), predicted "
+        f"from {len(fit.inputs)} fitted models; pool {list(joined.planner.names)}"
+    )
+    print(f"router saved to {joined.save(args.out)}")
+    return 0
+
+
 def _build_default(args: argparse.Namespace) -> int:
     from eccos_core.default_router import build_shipped
     from eccos_core.router import Router
@@ -438,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train,
         "convert": _convert,
         "collect": _collect,
+        "onboard": _onboard,
         "build-default": _build_default,
     }[args.command]
     try:

@@ -109,10 +109,12 @@ def refit(router: Router) -> QualityGuard:
         PredictorStateError: The router's predictor cannot learn from feedback.
     """
     refitted = _learner(router, "recalibrate").recalibrate()
-    names = [m.name for m in router.models]
-    columns = [refitted.out_of_fold.models.index(name) for name in names]
-    out_of_fold = refitted.out_of_fold.select(names)
-    scores = refitted.scores[:, columns]
+    stored = {name: k for k, name in enumerate(refitted.out_of_fold.models)}
+    out_of_fold = router.planner.view(refitted.out_of_fold)  # priors and probed models as they are routed
+    missing = np.full(len(refitted.scores), np.nan)  # no stored outcomes: offered nowhere in the fit
+    scores = np.column_stack(
+        [refitted.scores[:, stored[m.name]] if m.name in stored else missing for m in router.models]
+    )
     prompt = np.asarray(refitted.input_tokens, dtype=float)
     if np.isnan(prompt).any():
         # a predictor saved before stores kept prompt sizes: price those rows at the mean known size

@@ -8,7 +8,7 @@ the router itself routes and sends. The training queries become a routing proble
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from eccos_core.persistence import load_router, save_router
 from eccos_core.planner import clean, clean_tokens, streams_namespace
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
-from eccos_core.priors import WAYS_IN, pool_view, prediction_sources
+from eccos_core.priors import WAYS_IN, PoolView, ProbeFit
 from eccos_core.targets import Targets, fit_targets
 
 if TYPE_CHECKING:
@@ -68,6 +68,11 @@ class RouterLifecycle:
     def dual(self) -> DualPrices:
         """Per-call prices: one online stream per ``min_quality`` / per-call budget over the fitted curve."""
         return self.planner.dual
+
+    @property
+    def probes(self) -> Mapping[str, ProbeFit]:
+        """The probe fits of the pool models onboarded with one (:meth:`onboard`)."""
+        return self.planner.columns.probes
 
     @property
     def targets(self) -> Targets:
@@ -170,6 +175,37 @@ class RouterLifecycle:
             time_limit=self.time_limit,
             max_concurrency=self.max_concurrency,
             prices=self.dual,
+            probes=self.probes,
+        )
+
+    def onboard(self, spec: ModelSpec, outcomes: RoutingLogs) -> Self:
+        """A copy of the router with ``spec`` joined, predicted from its outcomes on a probe set (:class:`ProbeFit`).
+
+        ``outcomes`` are graded answers of ``spec.name`` (``eccos collect`` over a few hundred questions the
+        router was not fitted on, stratified by task). The fitted models' predictions for those questions are the
+        features; the new model is their weighted logistic blend. The targets stay: with no training outcomes of
+        the new model, fitting them again would give the same ones. A model of the same name is replaced.
+
+        Raises:
+            InputError: ``outcomes`` holds fewer than 10 outcomes of ``spec.name``, or only successes or failures.
+        """
+        scores = outcomes.scores([spec.name])[:, 0]
+        seen = np.flatnonzero(~np.isnan(scores))
+        inputs = list(self.predictor.models)
+        quality = np.zeros((0, len(inputs)))
+        if len(seen) >= 10:  # fewer: ProbeFit.fit says what is missing, before anything is embedded
+            quality = clean(self.predictor.predict([outcomes.queries[i] for i in seen]).select(inputs)).quality
+        fit = ProbeFit.fit(quality, scores[seen], inputs)
+        pool = [m for m in self.models if m.name != spec.name] + [spec]
+        return type(self)(
+            pool,
+            self.predictor,
+            self.targets,
+            method=self.method,
+            time_limit=self.time_limit,
+            max_concurrency=self.max_concurrency,
+            prices=self.dual,
+            probes={**self.probes, spec.name: fit},
         )
 
     def save(self, path: str | Path) -> Path:
@@ -179,7 +215,7 @@ class RouterLifecycle:
         live in this process) and predictor.
         """
         settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
-        return save_router(path, self.models, self.predictor, self.targets, settings, self.dual)
+        return save_router(path, self.models, self.predictor, self.targets, settings, self.dual, self.probes)
 
     @classmethod
     def load(cls, path: str | Path, models: Sequence[ModelSpec] | None = None) -> Self:
@@ -198,7 +234,8 @@ class RouterLifecycle:
         try:
             prices = None
             if saved.streams is not None:
-                namespace = streams_namespace(targets, saved.pool)
+                columns = PoolView.build(saved.pool, saved.predictor.models, saved.probes)
+                namespace = streams_namespace(targets, columns)
                 prices = DualPrices.from_dict(saved.streams, targets.curve, namespace)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PredictorStateError(
@@ -213,6 +250,7 @@ class RouterLifecycle:
                 time_limit=float(settings.get("time_limit", 10.0)),
                 max_concurrency=settings.get("max_concurrency", 8),
                 prices=prices,
+                probes=saved.probes,
             )
         except InputError as exc:
             raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None
@@ -296,7 +334,7 @@ def training_problem(
 ) -> tuple[Prediction, np.ndarray, np.ndarray]:
     """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries."""
     names = [m.name for m in pool]
-    oof = clean(pool_view(out_of_fold, pool, prediction_sources(pool, out_of_fold.models)))
+    oof = clean(PoolView.build(pool, out_of_fold.models)(out_of_fold))
     input_tokens = np.array([count_text_tokens(q) for q in logs.queries], dtype=float)
     cost = cost_matrix(pool, input_tokens, clean_tokens(oof.output_tokens))
     return oof, logs.scores(names), cost

@@ -18,7 +18,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from eccos_core.errors import ConfigError, EccosError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
 from eccos_core.predictors.base import Predictor, file_sha256, load_predictor
 from eccos_core.pricing import ModelSpec, validate_pool, write_models
+from eccos_core.priors import ProbeFit
 from eccos_core.redaction import REDACTED, redact_params
 from eccos_core.targets import Targets
 
@@ -35,6 +36,8 @@ ROUTER_FILE = "router.json"
 MODELS_FILE = "models.json"
 TARGETS_FILE = "targets.json"
 STREAMS_FILE = "streams.json"
+PROBES_FILE = "probes.json"
+PROBES_FORMAT = "eccos-probes/1"
 GUARD_FILE = "guard.json"
 """Earlier releases: the guard (with ``margin.json`` and ``dual.json``, now :data:`TARGETS_FILE`)."""
 DUAL_FILE = "dual.json"
@@ -53,6 +56,8 @@ class SavedRouter:
     settings: dict[str, Any]
     streams: Mapping[str, Any] | None = None
     """The per-call streams' saved state (:meth:`DualPrices.from_dict`), or ``None``."""
+    probes: Mapping[str, ProbeFit] = field(default_factory=dict)
+    """Probe fits of the pool models onboarded with one (``Router.onboard``)."""
 
 
 def save_router(
@@ -62,6 +67,7 @@ def save_router(
     targets: Targets,
     settings: Mapping[str, Any],
     prices: DualPrices | None = None,
+    probes: Mapping[str, ProbeFit] | None = None,
 ) -> Path:
     """Write a router into directory ``path`` (credentials redacted, nested ones and URL userinfo included)."""
     path = Path(path)
@@ -71,7 +77,13 @@ def save_router(
     meta: dict[str, Any] = {"format": FORMAT, **redact_params(dict(settings)), "checksums": {}}
     for old in (GUARD_FILE, DUAL_FILE, MARGIN_FILE):  # an earlier release's files in the same directory
         (path / old).unlink(missing_ok=True)
-    parts = {TARGETS_FILE: targets.to_dict(), STREAMS_FILE: None if prices is None else prices.to_dict()}
+    parts = {
+        TARGETS_FILE: targets.to_dict(),
+        STREAMS_FILE: None if prices is None else prices.to_dict(),
+        PROBES_FILE: {"format": PROBES_FORMAT, "probes": {n: f.to_dict() for n, f in probes.items()}}
+        if probes
+        else None,
+    }
     for name, data in parts.items():
         if data is None:
             (path / name).unlink(missing_ok=True)
@@ -102,8 +114,10 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
     if TARGETS_FILE in (settings.get("checksums") or {}) or (path / TARGETS_FILE).exists():
         targets = _read_part(path, TARGETS_FILE, settings, Targets.from_dict, "the router's targets")
         streams = _read_part(path, STREAMS_FILE, settings, dict, "per-call streams")
+        probes = _read_part(path, PROBES_FILE, settings, _probes, "valid probe fits") or {}
     else:
         targets, streams = _read_legacy_targets(path, settings)
+        probes = {}
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
     try:
@@ -112,7 +126,7 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         raise
     except (OSError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise PredictorStateError(f"{path / PREDICTOR_DIR} cannot be read ({type(exc).__name__}: {exc})") from None
-    return SavedRouter(pool, predictor, targets, settings, streams)
+    return SavedRouter(pool, predictor, targets, settings, streams, probes)
 
 
 def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targets, dict[str, Any] | None]:
@@ -124,6 +138,12 @@ def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targe
     dual = _read_part(path, DUAL_FILE, settings, _legacy_dual, "valid per-call prices")
     curve = None if dual is None else dual[0]
     return Targets(guard, margin, curve), None if dual is None else dual[1]
+
+
+def _probes(data: dict[str, Any]) -> dict[str, ProbeFit]:
+    if data.get("format") != PROBES_FORMAT:
+        raise ValueError(f"format {data.get('format')!r}, expected {PROBES_FORMAT!r}")
+    return {str(name): ProbeFit.from_dict(fit) for name, fit in dict(data["probes"]).items()}
 
 
 def _legacy_dual(data: dict[str, Any]) -> tuple[DualCurve | None, dict[str, Any]]:

@@ -45,7 +45,7 @@ from eccos_core.policies import joint, per_call
 from eccos_core.policies.stores import MemoryStore
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec
-from eccos_core.priors import pool_view, prediction_sources, priors
+from eccos_core.priors import PoolView, ProbeFit
 from eccos_core.targets import Targets, require_margin
 from eccos_core.validation import (
     DEFAULT_POLICY,
@@ -115,13 +115,15 @@ class Planner:
         time_limit: float = 10.0,
         progress: Progress | None = None,
         prices: DualPrices | None = None,
+        probes: Mapping[str, ProbeFit] | None = None,
     ) -> None:
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
-        self.sources = prediction_sources(self.pool, predictor.models)
-        """Per pool model, the predictor column it is predicted from: its own, or its ``like`` model's."""
-        self.priors = priors(self.pool, self.sources)
-        """Pool models predicted as another (name → the ``like`` model): priors, named in every plan."""
+        self.columns = PoolView.build(self.pool, predictor.models, probes)
+        """Where each pool column's prediction comes from: its own logs, a ``like`` model, or a probe."""
+        self.priors = self.columns.priors
+        """Pool models not predicted from their own logs (name → the ``like`` model, or ``probe of N``): named in
+        every plan."""
         self.targets = targets
         """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
         self.dual = self._prices(prices or DualPrices(), targets)
@@ -154,7 +156,7 @@ class Planner:
 
     def _prices(self, prices: DualPrices, targets: Targets) -> DualPrices:
         """``prices`` for this pool and ``targets``: their streams, keyed by what the prices depend on."""
-        namespace = streams_namespace(targets, self.pool)
+        namespace = streams_namespace(targets, self.columns)
         return prices if prices.namespace == namespace else prices.over(targets.curve, namespace)
 
     def predict(self, texts: Sequence[str]) -> Prediction:
@@ -176,7 +178,7 @@ class Planner:
 
     def view(self, prediction: Prediction) -> Prediction:
         """The predictor's output in pool columns, priors predicted as their ``like`` model (:mod:`priors`)."""
-        return pool_view(prediction, self.pool, self.sources)
+        return self.columns(prediction)
 
     def report(self, stage: str, done: int, total: int, started: float) -> None:
         """Log a large plan's progress (INFO) and pass it to :attr:`progress`."""
@@ -405,10 +407,10 @@ def clean_tokens(tokens: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(np.asarray(tokens, dtype=float), nan=0.0, posinf=0.0), 0.0, None)
 
 
-def streams_namespace(targets: Targets, pool: Sequence[ModelSpec]) -> str:
-    """Key prefix of a router's per-call streams: what its prices depend on (targets, models, priors)."""
-    parts = {"targets": targets.to_dict(), "priors": {m.name: [m.like, m.like_offset] for m in pool if m.like}}
-    return prices_namespace(parts, [m.name for m in pool])
+def streams_namespace(targets: Targets, columns: PoolView) -> str:
+    """Key prefix of a router's per-call streams: what its prices depend on (targets, models, priors, probes)."""
+    parts = {"targets": targets.to_dict(), "columns": columns.fingerprint()}
+    return prices_namespace(parts, [m.name for m in columns.pool])
 
 
 def clean(prediction: Prediction) -> Prediction:

@@ -49,7 +49,8 @@ class QueryPlan:
     margin: float | None = None
     """The realized-success margin the batch was routed with for its confidence (see :attr:`RoutingPlan.margin`)."""
     prior: str | None = None
-    """When ``model`` has no logs of its own: the fitted model it was predicted as (``ModelSpec.like``)."""
+    """When ``model`` has no logs of its own: the fitted model it was predicted as (``ModelSpec.like``), or
+    ``"probe of N"`` for a model joined from N graded probe answers (``Router.onboard``)."""
 
     @classmethod
     def direct(cls, model: str, index: int = 0) -> QueryPlan:

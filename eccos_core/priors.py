@@ -10,10 +10,12 @@ refitted on logs that include the model, its own predictions take over.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from eccos_core.errors import PredictorStateError
+from eccos_core.errors import InputError, PredictorStateError
 from eccos_core.predictors.base import Prediction
 from eccos_core.pricing import ModelSpec
 
@@ -24,49 +26,161 @@ WAYS_IN = (
 """How a model without logs joins a pool (named by every error about one)."""
 
 
-def prediction_sources(pool: Sequence[ModelSpec], known: Sequence[str]) -> dict[str, str]:
-    """Per pool model, the predictor column its predictions come from: its own, else its ``like`` model's.
+PROBE = "probe"
+"""Source of a model predicted from its probe outcomes (:class:`ProbeFit`)."""
 
-    Raises:
-        PredictorStateError: A model the predictor does not know has no ``like``, or names one it does not know.
+
+@dataclass(frozen=True)
+class PoolView:
+    """Where each pool column's prediction comes from: the model's own, its ``like`` model's, or its probe's."""
+
+    pool: tuple[ModelSpec, ...]
+    sources: Mapping[str, str]
+    """Per pool model: its own name, its ``like`` model, or :data:`PROBE`."""
+    probes: Mapping[str, ProbeFit]
+    """The probe fits of the models onboarded with one (:meth:`Router.onboard`)."""
+
+    @classmethod
+    def build(
+        cls, pool: Sequence[ModelSpec], known: Sequence[str], probes: Mapping[str, ProbeFit] | None = None
+    ) -> PoolView:
+        """The view of ``pool`` over a predictor that knows ``known``.
+
+        A model the predictor knows is its own; else one with a probe fit (whose inputs it knows) is its probe's;
+        else one with a known ``like`` is a prior.
+
+        Raises:
+            PredictorStateError: A model is none of these (the message names the ways in).
+        """
+        known_set, probes = set(known), dict(probes or {})
+        sources: dict[str, str] = {}
+        unknown: list[str] = []
+        for spec in pool:
+            probe = probes.get(spec.name)
+            if spec.name in known_set:
+                sources[spec.name] = spec.name
+            elif probe is not None and set(probe.inputs) <= known_set:
+                sources[spec.name] = PROBE
+            elif spec.like is not None and spec.like in known_set:
+                sources[spec.name] = spec.like
+            else:
+                unknown.append(spec.name)
+        if unknown:
+            bad_like = [f"{s.name!r} is like {s.like!r}" for s in pool if s.name in unknown and s.like is not None]
+            detail = f" ({'; '.join(bad_like)}, which the predictor does not know either)" if bad_like else ""
+            raise PredictorStateError(
+                f"the predictor was fitted without pool models {unknown}{detail}; it knows {list(known)}. For "
+                f"each: {WAYS_IN}; or drop it from the pool"
+            )
+        used = {name: fit for name, fit in probes.items() if sources.get(name) == PROBE}
+        return cls(tuple(pool), sources, used)
+
+    @property
+    def priors(self) -> dict[str, str]:
+        """The pool models not predicted from their own logs: name → the ``like`` model, or ``probe of N``."""
+        out = {}
+        for spec in self.pool:
+            source = self.sources[spec.name]
+            if source == PROBE:
+                out[spec.name] = f"probe of {self.probes[spec.name].probes}"
+            elif source != spec.name:
+                out[spec.name] = source
+        return out
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the view changes about predictions (for the per-call streams' namespace)."""
+        likes = {s.name: [s.like, s.like_offset] for s in self.pool if self.sources[s.name] not in (s.name, PROBE)}
+        return {"likes": likes, "probes": {name: fit.to_dict() for name, fit in self.probes.items()}}
+
+    def __call__(self, prediction: Prediction) -> Prediction:
+        """``prediction`` (the predictor's columns, or already the pool's) with one column per pool model.
+
+        A prior's column is its ``like`` model's, its p(success) moved by ``like_offset`` (clipped to [0, 1]);
+        a probed model's is its :class:`ProbeFit` over its inputs, its output length their mean.
+        """
+        names = tuple(spec.name for spec in self.pool)
+        if all(n in prediction.models for n in names):  # already in pool columns (or no model is new)
+            return prediction.select(names)
+        quality = np.empty((prediction.quality.shape[0], len(names)))
+        tokens = np.empty_like(quality)
+        for j, spec in enumerate(self.pool):
+            source = self.sources[spec.name]
+            if source == PROBE:
+                fit = self.probes[spec.name]
+                inputs = prediction.select(fit.inputs)
+                quality[:, j] = fit.predict(inputs.quality)
+                tokens[:, j] = inputs.output_tokens.mean(axis=1)
+                continue
+            column = prediction.select([source])
+            offset = spec.like_offset if source != spec.name else 0.0
+            quality[:, j] = np.clip(column.quality[:, 0] + offset, 0.0, 1.0)
+            tokens[:, j] = column.output_tokens[:, 0]
+        return Prediction(names, quality, tokens)
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """A new model predicted from the fitted models' predictions, weighted by its outcomes on a probe set.
+
+    ``p(new succeeds) = sigmoid(intercept + Σ_k coef_k · logit(p_k))`` over the fitted models ``inputs``: a
+    logistic regression (L2, ``C``) of the probe's outcomes (scores ≥ 0.5 count as successes) on the fitted models'
+    predicted p(success) for the same questions. The new model is represented by how its errors line up with the
+    known models' (in the spirit of UniRoute's probe-set representation).
     """
-    known_set = set(known)
-    sources: dict[str, str] = {}
-    unknown: list[str] = []
-    for spec in pool:
-        if spec.name in known_set:
-            sources[spec.name] = spec.name
-        elif spec.like is not None and spec.like in known_set:
-            sources[spec.name] = spec.like
-        else:
-            unknown.append(spec.name)
-    if unknown:
-        bad_like = [f"{s.name!r} is like {s.like!r}" for s in pool if s.name in unknown and s.like is not None]
-        detail = f" ({'; '.join(bad_like)}, which the predictor does not know either)" if bad_like else ""
-        raise PredictorStateError(
-            f"the predictor was fitted without pool models {unknown}{detail}; it knows {list(known)}. For each: "
-            f"{WAYS_IN}; or drop it from the pool"
-        )
-    return sources
+
+    inputs: tuple[str, ...]
+    """Fitted models whose predictions are the features (predictor column names)."""
+    coef: tuple[float, ...]
+    intercept: float
+    probes: int
+    """Probe questions it was fitted on."""
+
+    @classmethod
+    def fit(cls, quality: np.ndarray, scores: np.ndarray, inputs: Sequence[str], *, c: float = 1.0) -> ProbeFit:
+        """Fit on the probe: ``quality`` (n×K predictions of ``inputs``), ``scores`` (n outcomes in [0, 1]).
+
+        Raises:
+            InputError: Fewer than 10 probe outcomes, or no success (or no failure) among them.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        scores = np.asarray(scores, dtype=float).reshape(-1)
+        labels = scores >= 0.5
+        if len(scores) < 10 or labels.all() or not labels.any():
+            raise InputError(
+                f"a probe needs at least 10 outcomes with both successes and failures, got {len(scores)} "
+                f"({int(labels.sum())} successes): probe more questions, or give the model a prior with like="
+            )
+        model = LogisticRegression(C=c, max_iter=1000).fit(_logit(quality), labels)
+        return cls(tuple(inputs), tuple(float(v) for v in model.coef_[0]), float(model.intercept_[0]), len(scores))
+
+    def predict(self, quality: np.ndarray) -> np.ndarray:
+        """p(success) of the new model from the ``inputs``' predictions (N×K)."""
+        z = self.intercept + _logit(quality) @ np.asarray(self.coef)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "inputs": list(self.inputs),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "probes": self.probes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeFit:
+        """Inverse of :meth:`to_dict` (``ValueError`` on a fit no probe gives)."""
+        inputs, coef = tuple(str(v) for v in data["inputs"]), tuple(float(v) for v in data["coef"])
+        intercept, probes = float(data["intercept"]), int(data["probes"])
+        if len(inputs) != len(coef) or not inputs or not np.isfinite([*coef, intercept]).all() or probes < 10:
+            raise ValueError("a probe fit needs one finite weight per input model and at least 10 probes")
+        return cls(inputs, coef, intercept, probes)
 
 
-def priors(pool: Sequence[ModelSpec], sources: Mapping[str, str]) -> dict[str, str]:
-    """The pool models predicted as another model (name → the ``like`` model), for plans and metadata."""
-    return {spec.name: sources[spec.name] for spec in pool if sources[spec.name] != spec.name}
+def _logit(quality: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(quality, dtype=float), 1e-3, 1 - 1e-3)
+    return np.log(q / (1 - q))
 
 
-def pool_view(prediction: Prediction, pool: Sequence[ModelSpec], sources: Mapping[str, str]) -> Prediction:
-    """``prediction`` with one column per pool model, in pool order.
-
-    A prior's column is its ``like`` model's, its p(success) moved by ``like_offset`` (clipped to [0, 1]).
-    """
-    names = tuple(spec.name for spec in pool)
-    if all(sources[n] == n or n in prediction.models for n in names):  # already in pool columns
-        return prediction.select(names)
-    view = prediction.select([sources[n] for n in names])
-    offsets = np.array([spec.like_offset if sources[spec.name] != spec.name else 0.0 for spec in pool])
-    quality = view.quality if not offsets.any() else np.clip(view.quality + offsets[None, :], 0.0, 1.0)
-    return Prediction(names, quality, view.output_tokens)
-
-
-__all__ = ["WAYS_IN", "pool_view", "prediction_sources", "priors"]
+__all__ = ["PROBE", "WAYS_IN", "PoolView", "ProbeFit"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from eccos_core.optimize import METHODS
 from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, RoutingPlan
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, validate_pool
+from eccos_core.priors import ProbeFit
 from eccos_core.redaction import redact
 from eccos_core.targets import Targets
 from eccos_core.validation import DEFAULT_POLICY
@@ -63,6 +64,7 @@ class Router(RouterLifecycle):
         time_limit: float = 10.0,
         max_concurrency: int = 8,
         prices: DualPrices | None = None,
+        probes: Mapping[str, ProbeFit] | None = None,
     ) -> None:
         """Check the pool and the predictor agree; nothing is loaded or contacted.
 
@@ -79,6 +81,7 @@ class Router(RouterLifecycle):
             prices: Where the per-call streams live (:class:`~eccos_core.dual.DualPrices`): by default this
                 process's memory; ``DualPrices(store=RedisStore(redis.Redis(...)))`` shares one price per
                 ``min_quality`` across processes. Routers over the same pool and targets share its streams.
+            probes: Per model without logs of its own, the fit of its probe outcomes (:meth:`onboard` makes them).
 
         Raises:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
@@ -109,6 +112,7 @@ class Router(RouterLifecycle):
             method=method,
             time_limit=float(time_limit),
             prices=prices,
+            probes=probes,
         )
         """Decides where each query goes (no provider calls)."""
         self.dispatcher = Dispatcher(pool)

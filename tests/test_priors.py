@@ -6,10 +6,13 @@ fit test uses the real retrieval predictor on bundled logs that lack the new mod
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from langchain_core.messages import HumanMessage
 
+from eccos_core.bundled import bundled_logs
 from eccos_core.errors import ConfigError, PredictorStateError
 from eccos_core.pricing import ModelSpec, load_models
 from eccos_core.router import Router
@@ -150,3 +153,86 @@ def test_recording_an_outcome_of_a_prior_says_what_to_do(make_pool, fake_predict
     router = Router([*make_pool(fake_predictor.models[:1]), own], fake_predictor)
     with pytest.raises(PredictorStateError, match=r"routed on a prior.*eccos collect"):
         router.record_outcome("What is 17 * 23?", OWN, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ onboarding
+@pytest.fixture(scope="module")
+def fitted_router():
+    """A retrieval router (stub encoder) fitted on every 8th bundled record's training split, three models."""
+    from stubs import StubEncoder
+
+    from eccos_core.bundled import bundled_models
+    from eccos_core.predictors.retrieval import RetrievalPredictor
+
+    logs = bundled_logs()
+    models = [
+        m for m in bundled_models() if m.name in ("gemma-2-9b-it", "llama-3.1-8b-instruct", "llama3-chatqa-1.5-70b")
+    ]
+    return Router.fit(models, logs.subset(range(0, len(logs), 8)), RetrievalPredictor(k=8, encoder=StubEncoder()))
+
+
+def probe_logs(n: int, answered_as: str, name: str = OWN):
+    """``n`` bundled questions the router was not fitted on, with ``answered_as``'s logged outcomes as ``name``'s."""
+    from eccos_core.logs import LogRecord, RoutingLogs
+
+    logs = bundled_logs()
+    records = [r for k, r in enumerate(logs) if k % 8 == 3 and answered_as in r.outcomes][:n]
+    return RoutingLogs(tuple(LogRecord(r.id, r.query, {name: r.outcomes[answered_as]}, r.task) for r in records))
+
+
+def test_onboard_fits_a_probe_routes_with_it_and_saves_it(fitted_router, loopback_server, api_key, tmp_path):
+    base = fitted_router
+    own = own_model(loopback_server, api_key, like=None)
+    joined = base.onboard(own, probe_logs(120, "llama3-chatqa-1.5-70b"))
+
+    assert joined.planner.priors == {OWN: "probe of 120"} and base.planner.priors == {}
+    questions = [r.query for k, r in enumerate(__import__("eccos_core.bundled").bundled.bundled_logs()) if k % 8 == 5][
+        :80
+    ]
+    prediction = joined.predict(questions)
+    strong = prediction.quality[:, prediction.models.index("llama3-chatqa-1.5-70b")]
+    new = prediction.quality[:, prediction.models.index(OWN)]
+    assert np.corrcoef(strong, new)[0, 1] > 0.5  # its probe answered as the 70b did: predicted alike
+    plan = joined.plan(questions, 0.5)
+    assert {q.prior for q in plan.queries if q.model == OWN} <= {"probe of 120"} and OWN in plan.models
+    assert joined.targets == base.targets  # no training outcome of the new model: a refit gives the same
+
+    path = joined.save(tmp_path / "router")
+    loaded = Router.load(path, models=joined.models)
+    assert loaded.probes == joined.probes and loaded.planner.priors == {OWN: "probe of 120"}
+    assert "probes.json" in json.loads((path / "router.json").read_text())["checksums"]
+
+
+def test_onboard_refuses_a_probe_too_small_or_all_alike(fitted_router, loopback_server, api_key):
+    from eccos_core.errors import InputError
+
+    own = own_model(loopback_server, api_key, like=None)
+    with pytest.raises(InputError, match="at least 10 outcomes"):
+        fitted_router.onboard(own, probe_logs(5, "gemma-2-9b-it"))
+
+
+def test_eccos_onboard_joins_a_model_from_its_collected_probe(fitted_router, tmp_path, capsys):
+    from eccos_core.cli import main
+    from eccos_core.logs import write_logs
+
+    router_dir = fitted_router.save(tmp_path / "base")
+    write_logs(probe_logs(60, "gemma-2-9b-it"), tmp_path / "probe.jsonl")
+    (tmp_path / "models.yaml").write_text(
+        f"models:\n  - name: {OWN}\n    input_cost_per_token: 1.0e-9\n    output_cost_per_token: 1.0e-9\n"
+        "    max_input_tokens: 8192\n"
+    )
+    argv = [
+        "onboard",
+        "--model",
+        OWN,
+        "--models",
+        str(tmp_path / "models.yaml"),
+        "--probe",
+        str(tmp_path / "probe.jsonl"),
+    ]
+    assert main([*argv, "--router", str(router_dir), "--out", str(tmp_path / "joined")]) == 0
+
+    out = capsys.readouterr().out
+    assert f"{OWN}: probe of 60 graded answers" in out and "router saved to" in out
+    assert Router.load(tmp_path / "joined").planner.priors == {OWN: "probe of 60"}
+    assert main([*argv[:2], "nobody", *argv[3:], "--out", str(tmp_path / "x")]) == 2  # a typed error, exit 2
