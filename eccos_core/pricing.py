@@ -276,7 +276,7 @@ def load_models(path: str | Path) -> tuple[ModelSpec, ...]:
         raise ConfigError(f"models file {path}:{line} is not UTF-8 text; re-save the file as UTF-8") from None
     yaml_file = path.suffix in (".yaml", ".yml")
     try:
-        data = yaml.safe_load(text) if yaml_file else json.loads(text)
+        data = yaml.load(text, Loader=_ModelsLoader) if yaml_file else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(_syntax_error(path, text, exc)) from None
     except (ValueError, RecursionError) as exc:  # a number with thousands of digits, nesting too deep
@@ -343,6 +343,20 @@ def _syntax_error(path: Path, text: str, exc: Exception) -> str:
     if key is not None:
         about = f" (at key {key!r}{', a credential: its value is not shown' if is_secret_param(key) else ''})"
     return f"models file {where} is not valid {kind}: {problem}{about}; fix the syntax there"
+
+
+class _ModelsLoader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-7`` as the number it is meant to be.
+
+    YAML 1.1 wants ``1.0e-7``: a price written ``1e-7`` would otherwise be the string "1e-7".
+    """
+
+
+_ModelsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _entry_lines(text: str, count: int) -> list[str]:

@@ -236,3 +236,12 @@ def test_eccos_onboard_joins_a_model_from_its_collected_probe(fitted_router, tmp
     assert f"{OWN}: probe of 60 graded answers" in out and "router saved to" in out
     assert Router.load(tmp_path / "joined").planner.priors == {OWN: "probe of 60"}
     assert main([*argv[:2], "nobody", *argv[3:], "--out", str(tmp_path / "x")]) == 2  # a typed error, exit 2
+
+
+def test_a_yaml_models_file_reads_1e_7_as_a_price(tmp_path):
+    (tmp_path / "models.yaml").write_text(
+        "models:\n  - name: a\n    input_cost_per_token: 1e-7\n    output_cost_per_token: 2E-6\n"
+        "    max_input_tokens: 1000\n    like: b\n    like_offset: -5e-2\n"
+    )
+    [spec] = load_models(tmp_path / "models.yaml")
+    assert (spec.input_cost_per_token, spec.output_cost_per_token, spec.like_offset) == (1e-7, 2e-6, -0.05)
