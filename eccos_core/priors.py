@@ -26,6 +26,8 @@ WAYS_IN = (
 """How a model without logs joins a pool (named by every error about one)."""
 
 
+PESSIMISM = 2.0
+"""Standard errors of a probe's success rate taken off a probed model's predictions (:class:`ProbeFit`)."""
 PROBE = "probe"
 """Source of a model predicted from its probe outcomes (:class:`ProbeFit`)."""
 
@@ -125,7 +127,9 @@ class ProbeFit:
     ``p(new succeeds) = sigmoid(intercept + Σ_k coef_k · logit(p_k))`` over the fitted models ``inputs``: a
     logistic regression (L2, ``C``) of the probe's outcomes (scores ≥ 0.5 count as successes) on the fitted models'
     predicted p(success) for the same questions. The new model is represented by how its errors line up with the
-    known models' (in the spirit of UniRoute's probe-set representation).
+    known models' (in the spirit of UniRoute's probe-set representation). The prediction is then lowered by
+    ``margin``, ``PESSIMISM`` standard errors of the probe's success rate: a few hundred outcomes are optimistic
+    once the optimizer picks the queries the blend likes best (``benchmarks/results/priors.txt``).
     """
 
     inputs: tuple[str, ...]
@@ -134,6 +138,8 @@ class ProbeFit:
     intercept: float
     probes: int
     """Probe questions it was fitted on."""
+    margin: float = 0.0
+    """Subtracted from every prediction (clipped at 0)."""
 
     @classmethod
     def fit(cls, quality: np.ndarray, scores: np.ndarray, inputs: Sequence[str], *, c: float = 1.0) -> ProbeFit:
@@ -152,12 +158,15 @@ class ProbeFit:
                 f"({int(labels.sum())} successes): probe more questions, or give the model a prior with like="
             )
         model = LogisticRegression(C=c, max_iter=1000).fit(_logit(quality), labels)
-        return cls(tuple(inputs), tuple(float(v) for v in model.coef_[0]), float(model.intercept_[0]), len(scores))
+        rate = float(labels.mean())
+        margin = PESSIMISM * float(np.sqrt(rate * (1.0 - rate) / len(scores)))
+        coef = tuple(float(v) for v in model.coef_[0])
+        return cls(tuple(inputs), coef, float(model.intercept_[0]), len(scores), margin)
 
     def predict(self, quality: np.ndarray) -> np.ndarray:
-        """p(success) of the new model from the ``inputs``' predictions (N×K)."""
+        """p(success) of the new model from the ``inputs``' predictions (N×K), less :attr:`margin`."""
         z = self.intercept + _logit(quality) @ np.asarray(self.coef)
-        return 1.0 / (1.0 + np.exp(-z))
+        return np.clip(1.0 / (1.0 + np.exp(-z)) - self.margin, 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -166,16 +175,19 @@ class ProbeFit:
             "coef": list(self.coef),
             "intercept": self.intercept,
             "probes": self.probes,
+            "margin": self.margin,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeFit:
         """Inverse of :meth:`to_dict` (``ValueError`` on a fit no probe gives)."""
         inputs, coef = tuple(str(v) for v in data["inputs"]), tuple(float(v) for v in data["coef"])
-        intercept, probes = float(data["intercept"]), int(data["probes"])
+        intercept, probes, margin = float(data["intercept"]), int(data["probes"]), float(data.get("margin", 0.0))
         if len(inputs) != len(coef) or not inputs or not np.isfinite([*coef, intercept]).all() or probes < 10:
             raise ValueError("a probe fit needs one finite weight per input model and at least 10 probes")
-        return cls(inputs, coef, intercept, probes)
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError(f"a probe fit's margin must lie in [0, 1], got {margin!r}")
+        return cls(inputs, coef, intercept, probes, margin)
 
 
 def _logit(quality: np.ndarray) -> np.ndarray:
@@ -183,4 +195,4 @@ def _logit(quality: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-__all__ = ["PROBE", "WAYS_IN", "PoolView", "ProbeFit"]
+__all__ = ["PESSIMISM", "PROBE", "WAYS_IN", "PoolView", "ProbeFit"]
