@@ -167,6 +167,10 @@ class RouterLifecycle:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
             PredictorStateError: The predictor does not know some pool models.
         """
+        return self._over(models, self.probes)
+
+    def _over(self, models: Sequence[ModelSpec], probes: Mapping[str, ProbeFit]) -> Self:
+        """A router with the same predictor, targets, settings and streams over ``models`` (with ``probes``)."""
         return type(self)(
             models,
             self.predictor,
@@ -175,7 +179,7 @@ class RouterLifecycle:
             time_limit=self.time_limit,
             max_concurrency=self.max_concurrency,
             prices=self.dual,
-            probes=self.probes,
+            probes=probes,
         )
 
     def onboard(self, spec: ModelSpec, outcomes: RoutingLogs) -> Self:
@@ -196,17 +200,7 @@ class RouterLifecycle:
         if len(seen) >= 10:  # fewer: ProbeFit.fit says what is missing, before anything is embedded
             quality = clean(self.predictor.predict([outcomes.queries[i] for i in seen]).select(inputs)).quality
         fit = ProbeFit.fit(quality, scores[seen], inputs)
-        pool = [m for m in self.models if m.name != spec.name] + [spec]
-        return type(self)(
-            pool,
-            self.predictor,
-            self.targets,
-            method=self.method,
-            time_limit=self.time_limit,
-            max_concurrency=self.max_concurrency,
-            prices=self.dual,
-            probes={**self.probes, spec.name: fit},
-        )
+        return self._over([m for m in self.models if m.name != spec.name] + [spec], {**self.probes, spec.name: fit})
 
     def save(self, path: str | Path) -> Path:
         """Write the router into directory ``path``.
