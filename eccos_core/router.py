@@ -30,7 +30,7 @@ from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger,
 from eccos_core.dual import DualPrices
 from eccos_core.errors import InputError, PredictorStateError
 from eccos_core.lifecycle import RouterLifecycle, out_of_fold_problem, training_problem
-from eccos_core.messages import TOKENIZER_MODEL, Query, check_options
+from eccos_core.messages import TOKENIZER_MODEL, Message, Query, check_options
 from eccos_core.optimize import METHODS
 from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, RoutingPlan
 from eccos_core.predictors.base import Prediction, Predictor
@@ -247,6 +247,21 @@ class Router(RouterLifecycle):
             return self.planner.plan_call(queries, min_quality, capacity, options, policy=policy, budget=budget)
         return self.planner.plan(queries, min_quality, capacity, options, budget=budget, confidence=confidence)
 
+    def _one_call(
+        self,
+        messages: Query,
+        options: Any,
+        min_quality: float | None,
+        budget: float | None,
+        capacity: Capacity,
+        policy: str,
+    ) -> tuple[QueryPlan, list[Message]]:
+        """What the four single-call senders dispatch: the call's plan and its messages (:meth:`_decide`)."""
+        batch = self._decide(
+            messages, options, single=True, min_quality=min_quality, budget=budget, capacity=capacity, policy=policy
+        )
+        return batch.plan.queries[0], batch.messages[0]
+
     # ---------------------------------------------------------------------------------------- dispatch
     def complete(
         self,
@@ -282,16 +297,8 @@ class Router(RouterLifecycle):
             DispatchError: Every model that could take the call failed; ``fallbacks`` lists why.
             CredentialError: A provider credential is missing or rejected (not retried elsewhere).
         """
-        batch = self._decide(
-            messages,
-            litellm_kwargs,
-            single=True,
-            min_quality=min_quality,
-            budget=budget,
-            capacity=capacity,
-            policy=policy,
-        )
-        return self.dispatcher.send(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
+        entry, sent = self._one_call(messages, litellm_kwargs, min_quality, budget, capacity, policy)
+        return self.dispatcher.send(entry, sent, **litellm_kwargs)
 
     async def acomplete(
         self,
@@ -304,17 +311,10 @@ class Router(RouterLifecycle):
         **litellm_kwargs: Any,
     ) -> RoutedResponse:
         """Async :meth:`complete`, through ``litellm.acompletion``; planning runs off the event loop."""
-        batch = await asyncio.to_thread(
-            self._decide,
-            messages,
-            litellm_kwargs,
-            single=True,
-            min_quality=min_quality,
-            budget=budget,
-            capacity=capacity,
-            policy=policy,
+        entry, sent = await asyncio.to_thread(
+            self._one_call, messages, litellm_kwargs, min_quality, budget, capacity, policy
         )
-        return await self.dispatcher.asend(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
+        return await self.dispatcher.asend(entry, sent, **litellm_kwargs)
 
     def stream(
         self,
@@ -332,16 +332,8 @@ class Router(RouterLifecycle):
         falls back along the chain; after it, :class:`~eccos_core.errors.StreamInterruptedError` is raised (a
         restart would repeat text).
         """
-        batch = self._decide(
-            messages,
-            litellm_kwargs,
-            single=True,
-            min_quality=min_quality,
-            budget=budget,
-            capacity=capacity,
-            policy=policy,
-        )
-        return self.dispatcher.stream(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
+        entry, sent = self._one_call(messages, litellm_kwargs, min_quality, budget, capacity, policy)
+        return self.dispatcher.stream(entry, sent, **litellm_kwargs)
 
     async def astream(
         self,
@@ -354,17 +346,10 @@ class Router(RouterLifecycle):
         **litellm_kwargs: Any,
     ) -> AsyncRoutedStream:
         """Async :meth:`stream`: ``async for chunk in await router.astream(...)``."""
-        batch = await asyncio.to_thread(
-            self._decide,
-            messages,
-            litellm_kwargs,
-            single=True,
-            min_quality=min_quality,
-            budget=budget,
-            capacity=capacity,
-            policy=policy,
+        entry, sent = await asyncio.to_thread(
+            self._one_call, messages, litellm_kwargs, min_quality, budget, capacity, policy
         )
-        return self.dispatcher.astream(batch.plan.queries[0], batch.messages[0], **litellm_kwargs)
+        return self.dispatcher.astream(entry, sent, **litellm_kwargs)
 
     def batch(
         self,
