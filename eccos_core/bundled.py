@@ -3,7 +3,9 @@
 The bundle is LLMRouter's default routing data (MIT, Copyright (c) 2024 U Lab @UIUC; see
 ``eccos_core/data/LICENSE-llmrouter-9llm.md``): 5,989 queries on 14 tasks scored for 9 NVIDIA-hosted models,
 with the models' list prices. It logs scores only, no token counts or costs. Regenerate it with
-``python benchmarks/convert_data.py --bundle``.
+``python benchmarks/convert_data.py --bundle``. The queries' embeddings ship beside it
+(:data:`~eccos_core.predictors.encoder.SHIPPED_EMBEDDINGS`, rewritten by :func:`write_bundled_embeddings`), so
+fitting on the bundled logs embeds nothing.
 """
 
 from __future__ import annotations
@@ -30,3 +32,12 @@ def bundled_logs() -> RoutingLogs:
 def bundled_models() -> tuple[ModelSpec, ...]:
     """The bundled model pool, with the prices LLMRouter lists for each model."""
     return load_models(BUNDLED_MODELS)
+
+
+def write_bundled_embeddings() -> Path:
+    """Embed every bundled query afresh and write the table the encoder looks texts up in."""
+    from eccos_core.predictors.encoder import SHIPPED_EMBEDDINGS, shipped_embeddings, write_embeddings
+
+    path = write_embeddings(bundled_logs().queries, SHIPPED_EMBEDDINGS)
+    shipped_embeddings.cache_clear()
+    return path

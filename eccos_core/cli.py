@@ -454,7 +454,10 @@ def _build_default(args: argparse.Namespace) -> int:
     from eccos_core.default_router import build_shipped
     from eccos_core.router import Router
 
+    from eccos_core.bundled import write_bundled_embeddings
+
     started = time.time()
+    write_bundled_embeddings()  # first: the fit below then looks every bundled query up
     out = build_shipped(Router.fit_default, lambda router, path: router.save(path))
     print(f"wrote {out} ({time.time() - started:.1f} s)")
     return 0

@@ -39,7 +39,7 @@ from eccos_core.predictors.base import (
     register,
     write_manifest,
 )
-from eccos_core.predictors.encoder import ENCODER_NAME, SentenceEncoder
+from eccos_core.predictors.encoder import ENCODER_NAME, SentenceEncoder, query_key
 
 _FILES = ("embeddings.npy", "scores.npy", "output_tokens.npy", "calibration.json")
 
@@ -560,11 +560,6 @@ def stored_precision(embeddings: np.ndarray) -> np.ndarray:
     float32 outputs do not).
     """
     return np.asarray(embeddings, dtype=np.float32).astype(np.float16).astype(np.float32)
-
-
-def query_key(query: str) -> str:
-    """Fixed-size identity of a query text (stored with each row, so feedback on a stored query merges into it)."""
-    return hashlib.blake2b(query.encode("utf-8", "replace"), digest_size=16).hexdigest()
 
 
 def _check_outcomes(
