@@ -451,10 +451,9 @@ def _onboard(args: argparse.Namespace) -> int:
 
 
 def _build_default(args: argparse.Namespace) -> int:
+    from eccos_core.bundled import write_bundled_embeddings
     from eccos_core.default_router import build_shipped
     from eccos_core.router import Router
-
-    from eccos_core.bundled import write_bundled_embeddings
 
     started = time.time()
     write_bundled_embeddings()  # first: the fit below then looks every bundled query up
