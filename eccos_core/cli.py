@@ -6,6 +6,7 @@ The CLI is the only place that prints; the library logs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -131,7 +132,7 @@ def _add_collect(sub: Any) -> None:
     col.add_argument("--out", type=Path, required=True, help="routing log to append to (.jsonl); run again to resume")
     col.add_argument(
         "--grader",
-        choices=["mcq", "numeric", "exact", "contains", "judge"],
+        choices=["mcq", "numeric", "exact", "contains", "f1", "judge"],
         default="exact",
         help="how answers are scored (default exact; a question's own 'grader' field overrides it)",
     )
@@ -146,13 +147,24 @@ def _add_collect(sub: Any) -> None:
 
 def _add_onboard(sub: Any) -> None:
     onb = sub.add_parser(
-        "onboard", help="join a model without logs to a router from its graded answers to a probe (eccos collect)"
+        "onboard",
+        help="join a model without logs to a router: ask it the shipped probe (or read its graded answers), fit it",
     )
     onb.add_argument("--model", required=True, metavar="NAME", help="the new model (its entry in --models)")
     onb.add_argument("--models", type=Path, required=True, help="models file (JSON/YAML) with the new model")
-    onb.add_argument("--probe", type=Path, required=True, help="its graded answers: routing logs from eccos collect")
+    onb.add_argument("--n", type=int, default=200, help="probe questions to ask (default 200; 0: ask none)")
+    onb.add_argument(
+        "--probe",
+        type=Path,
+        help="routing log of its graded answers: appended to and resumed (default <out>.probe.jsonl); with --n 0, "
+        "read as it is (e.g. from eccos collect on your own questions)",
+    )
     onb.add_argument("--router", type=Path, help="saved router to join it to (default: the bundled one)")
     onb.add_argument("--out", type=Path, required=True, help="directory to save the joined router into")
+    onb.add_argument("--concurrency", type=int, default=8, help="probe calls in flight at once (default 8)")
+    onb.add_argument("--max-tokens", type=int, help="cap on each answer's length (also tightens the spend limit)")
+    onb.add_argument("--limit-usd", type=float, help="start no probe call that could take the spend past X USD")
+    onb.add_argument("--retries", type=int, default=2, help="LiteLLM retries per call (default 2)")
 
 
 def _print_report(report: EvalReport, started: float) -> None:
@@ -432,19 +444,26 @@ def _onboard(args: argparse.Namespace) -> int:
     from eccos_core.errors import ConfigError
     from eccos_core.logs import load_logs
     from eccos_core.pricing import load_models
+    from eccos_core.probe import probe_outcomes
     from eccos_core.router import Router
 
     spec = next((m for m in load_models(args.models) if m.name == args.model), None)
     if spec is None:
         raise ConfigError(f"{args.models} has no model named {args.model!r}")
+    log = args.probe or args.out.with_name(args.out.name + ".probe.jsonl")
+    if args.n:
+        options = {"concurrency": args.concurrency, "max_tokens": args.max_tokens, "limit_usd": args.limit_usd}
+        probe = asyncio.run(probe_outcomes(spec, args.n, log, num_retries=args.retries, **options))
+    else:
+        probe = load_logs(log)
     router = Router.load(args.router) if args.router else Router.default()
-    probe = load_logs(args.probe)
     joined = router.onboard(spec, probe)
     fit = joined.probes[spec.name]
     scores = probe.scores([spec.name])
+    length = f", {fit.output_tokens:.0f} output tokens per answer" if fit.output_tokens else ""
     print(
-        f"{spec.name}: probe of {fit.probes} graded answers (mean score {float(np.nanmean(scores)):.3f}), predicted "
-        f"from {len(fit.inputs)} fitted models; pool {list(joined.planner.names)}"
+        f"{spec.name}: probe of {fit.probes} graded answers in {log} (mean score {float(np.nanmean(scores)):.3f}"
+        f"{length}), predicted from {len(fit.inputs)} fitted models; pool {list(joined.planner.names)}"
     )
     print(f"router saved to {joined.save(args.out)}")
     return 0

@@ -5,7 +5,9 @@ questions file is JSONL, one question a line::
 
     {"id": "q-17", "query": "What is 17 * 23?", "answer": "391", "task": "arithmetic"}
 
-(``task`` optional; ``grader`` optional, to grade one question differently from the run's default). For every
+(``task`` optional; ``grader`` optional, to grade one question differently from the run's default; ``prompt``
+optional, the text sent when it differs from the query the outcome is logged under, e.g. with the options of a
+multiple-choice question written out). For every
 (question, model) pair not yet in the output, :func:`acollect` sends the question through the core's dispatch
 (LiteLLM, with retries, no fallback: the pair is about that model), grades the answer and appends one routing-log
 line holding that model's outcome: score, input and output tokens, actual cost and latency. :func:`load_logs`
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import math
@@ -64,6 +67,8 @@ class Question:
     task: str | None = None
     grader: str | None = None
     """Grader for this question, overriding the run's default."""
+    prompt: str | None = None
+    """Text sent to the model when it differs from ``query`` (the text the outcome is logged and routed under)."""
 
 
 def load_questions(
@@ -72,7 +77,8 @@ def load_questions(
     """Read a questions file, checking each reference answer against the grader that will score it.
 
     Args:
-        path: JSONL, one ``{"id", "query", "answer"[, "task"][, "grader"]}`` object a line.
+        path: JSONL (``.jsonl.gz`` too), one ``{"id", "query", "answer"[, "task"][, "grader"][, "prompt"]}`` object
+            a line.
         graders: Grader name → grader, used to check each question's ``answer`` (skip checks with ``None``).
         default: Grader of the questions that name none.
 
@@ -85,7 +91,8 @@ def load_questions(
         raise InputError(f"questions file {path} does not exist")
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -129,13 +136,15 @@ def _parse_question(data: Any, where: str) -> Question:
         raise InputError(f"{where}: 'id' must be a non-empty string or an integer")
     if not isinstance(data["query"], str) or not data["query"].strip():
         raise InputError(f"{where}: 'query' must be a non-empty string")
-    for key in ("task", "grader"):
+    for key in ("task", "grader", "prompt"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise InputError(f"{where}: '{key}' must be a string when given")
-    for key in ("id", "query", "task", "answer"):  # refused before any call is paid for, not when writing the log
+    for key in ("id", "query", "task", "prompt", "answer"):  # refused before a call is paid for, not at the log
         for text in _texts(data.get(key)):
             check_encodable(text, f"{where}: '{key}'")
-    return Question(str(data["id"]), data["query"], data["answer"], data.get("task"), data.get("grader"))
+    return Question(
+        str(data["id"]), data["query"], data["answer"], data.get("task"), data.get("grader"), data.get("prompt")
+    )
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -422,7 +431,7 @@ class _Run:
         if tally.gave_up or self.budget.refused:
             tally.not_attempted += 1
             return
-        messages = [{"role": "user", "content": question.query}]
+        messages = [{"role": "user", "content": question.prompt or question.query}]
         estimate = self.estimate(question, model, count_input_tokens(messages))
         if not self.budget.reserve(estimate):
             tally.not_attempted += 1
@@ -438,7 +447,7 @@ class _Run:
             tally.cost += reply.cost
             grader = self.graders[question.grader or self.default_grader]
             try:
-                grade = await grader.agrade(reply.text, question.answer, question.query)
+                grade = await grader.agrade(reply.text, question.answer, question.prompt or question.query)
             except Exception as exc:  # a custom grader's bug too: reported at the end, the run goes on
                 lost = float(getattr(exc, "cost", 0.0))  # a judge that answered without a verdict was paid
                 actual += lost

@@ -1,6 +1,6 @@
 r"""Graders: score a model's answer against the reference answer, for the routing logs ``eccos collect`` writes.
 
-A score lies in [0, 1] (1 = correct), exactly what a routing log's ``score`` holds. Four graders run locally:
+A score lies in [0, 1] (1 = correct), exactly what a routing log's ``score`` holds. Five graders run locally:
 
 * ``mcq``: the chosen option letter (``"The answer is (C)"``, ``"C) palms"``, ``"\boxed{C}"``) against the
   reference letter;
@@ -8,11 +8,13 @@ A score lies in [0, 1] (1 = correct), exactly what a routing log's ``score`` hol
   in the text) against the reference number, which may itself be a worked solution ending in ``#### 42``;
 * ``exact``: the whole answer equals a reference answer after SQuAD-style normalisation (case, punctuation,
   articles, spaces);
-* ``contains``: a normalised reference answer occurs in the answer as whole words.
+* ``contains``: a normalised reference answer occurs in the answer as whole words;
+* ``f1``: SQuAD's token F1 with the best-matching reference (partial credit in [0, 1], as LLMRouter scores its
+  open questions).
 
-The fifth, ``judge``, asks a model of the pool (with its own prompt) whether the answer is right, for open
-answers no rule can check. A reference may be a list of acceptable answers for ``exact``, ``contains`` and
-``judge``.
+The sixth, ``judge``, asks a model of the pool (with its own prompt) whether the answer is right, for open
+answers no rule can check. A reference may be a list of acceptable answers for ``exact``, ``contains``, ``f1``
+and ``judge``.
 
 Example:
     >>> from eccos_core.graders import make_grader
@@ -28,6 +30,7 @@ import math
 import re
 import string
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -250,6 +253,25 @@ class ContainsGrader(_TextGrader):
         return float(any(f" {ref} " in got for ref in map(normalize_text, _references(answer)) if ref))
 
 
+class F1Grader(_TextGrader):
+    """Token F1 (SQuAD's) of the answer against the best-matching reference: partial credit for open answers."""
+
+    name = "f1"
+
+    def grade(self, response: str, answer: Any, query: str = "") -> float:
+        """The highest token F1 between the normalised answer and a normalised reference, in [0, 1]."""
+        got = normalize_text(response).split()
+        return max((_token_f1(got, normalize_text(ref).split()) for ref in _references(answer)), default=0.0)
+
+
+def _token_f1(got: list[str], want: list[str]) -> float:
+    common = sum((Counter(got) & Counter(want)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
 # ----------------------------------------------------------------------------------------------- judge
 JUDGE_PROMPT = """You are grading an answer to a question against the reference answer.
 
@@ -368,7 +390,7 @@ class JudgeGrader(Grader):
 
 
 GRADERS: dict[str, type[Grader]] = {
-    g.name: g for g in (MultipleChoiceGrader, NumericGrader, ExactGrader, ContainsGrader, JudgeGrader)
+    g.name: g for g in (MultipleChoiceGrader, NumericGrader, ExactGrader, ContainsGrader, F1Grader, JudgeGrader)
 }
 """Grader name → class."""
 
@@ -381,7 +403,7 @@ def make_grader(
     judge_prompt: str | None = None,
     num_retries: int = 2,
 ) -> Grader:
-    """The grader called ``name`` (``mcq``, ``numeric``, ``exact``, ``contains`` or ``judge``).
+    """The grader called ``name`` (``mcq``, ``numeric``, ``exact``, ``contains``, ``f1`` or ``judge``).
 
     Raises:
         ConfigError: Unknown name, or ``judge`` without a ``judge_model`` from ``pool``.
@@ -402,6 +424,7 @@ __all__ = [
     "JUDGE_PROMPT",
     "ContainsGrader",
     "ExactGrader",
+    "F1Grader",
     "Grade",
     "Grader",
     "GradingError",

@@ -7,6 +7,7 @@ the router itself routes and sends. The training queries become a routing proble
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from eccos_core.planner import clean, clean_tokens, streams_namespace
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
 from eccos_core.priors import WAYS_IN, PoolView, ProbeFit
+from eccos_core.probe import DEFAULT_PROBE, probe_outcomes
 from eccos_core.targets import Targets, fit_targets
 
 if TYPE_CHECKING:
@@ -182,24 +184,59 @@ class RouterLifecycle:
             probes=probes,
         )
 
-    def onboard(self, spec: ModelSpec, outcomes: RoutingLogs) -> Self:
+    def onboard(
+        self,
+        spec: ModelSpec,
+        outcomes: RoutingLogs | None = None,
+        *,
+        n: int = DEFAULT_PROBE,
+        log: str | Path | None = None,
+        **collect_options: Any,
+    ) -> Self:
         """A copy of the router with ``spec`` joined, predicted from its outcomes on a probe set (:class:`ProbeFit`).
 
-        ``outcomes`` are graded answers of ``spec.name`` (``eccos collect`` over a few hundred questions the
-        router was not fitted on, stratified by task). The fitted models' predictions for those questions are the
-        features; the new model is their weighted logistic blend. The targets stay: with no training outcomes of
-        the new model, fitting them again would give the same ones. A model of the same name is replaced.
+        ``outcomes`` are graded answers of ``spec.name`` to a few hundred questions the router was not fitted on,
+        stratified by task. Without them, ``spec`` is asked the first ``n`` questions of the shipped probe set
+        (:mod:`eccos_core.probe`; graded answers appended to ``log``, resumed from it when it exists; a temporary
+        file without one); ``collect_options`` go to :func:`~eccos_core.collect.acollect` (``limit_usd``,
+        ``concurrency``, ``max_tokens``, ...). From an event loop, ``await`` :meth:`aonboard` instead.
+
+        The fitted models' predictions for those questions are the features; the new model is their weighted
+        logistic blend, and its output length the probe answers' mean. The targets stay: with no training outcomes
+        of the new model, fitting them again would give the same ones. A model of the same name is replaced.
 
         Raises:
-            InputError: ``outcomes`` holds fewer than 10 outcomes of ``spec.name``, or only successes or failures.
+            InputError: Fewer than 10 outcomes of ``spec.name``, or only successes or failures.
+            CollectError: The probe could not be asked (its log is held by another run, or disagrees with it).
         """
+        if outcomes is None:
+            outcomes = asyncio.run(probe_outcomes(spec, n, log, **collect_options))
+        return self._joined(spec, outcomes)
+
+    async def aonboard(
+        self,
+        spec: ModelSpec,
+        outcomes: RoutingLogs | None = None,
+        *,
+        n: int = DEFAULT_PROBE,
+        log: str | Path | None = None,
+        **collect_options: Any,
+    ) -> Self:
+        """:meth:`onboard` from an event loop (the probe's calls are awaited)."""
+        if outcomes is None:
+            outcomes = await probe_outcomes(spec, n, log, **collect_options)
+        return self._joined(spec, outcomes)
+
+    def _joined(self, spec: ModelSpec, outcomes: RoutingLogs) -> Self:
+        """The copy with ``spec`` fitted from ``outcomes`` (see :meth:`onboard`)."""
         scores = outcomes.scores([spec.name])[:, 0]
         seen = np.flatnonzero(~np.isnan(scores))
         inputs = list(self.predictor.models)
         quality = np.zeros((0, len(inputs)))
         if len(seen) >= 10:  # fewer: ProbeFit.fit says what is missing, before anything is embedded
             quality = clean(self.predictor.predict([outcomes.queries[i] for i in seen]).select(inputs)).quality
-        fit = ProbeFit.fit(quality, scores[seen], inputs)
+        lengths = outcomes.matrix("output_tokens", [spec.name])[seen, 0]
+        fit = ProbeFit.fit(quality, scores[seen], inputs, output_tokens=lengths)
         return self._over([m for m in self.models if m.name != spec.name] + [spec], {**self.probes, spec.name: fit})
 
     def save(self, path: str | Path) -> Path:

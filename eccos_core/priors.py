@@ -9,6 +9,7 @@ refitted on logs that include the model, its own predictions take over.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ WAYS_IN = (
 
 PESSIMISM = 2.0
 """Standard errors of a probe's success rate taken off a probed model's predictions (:class:`ProbeFit`)."""
+MIN_PROBE = 10
+"""Fewest graded probe answers a model is fitted from (:meth:`ProbeFit.fit`)."""
 PROBE = "probe"
 """Source of a model predicted from its probe outcomes (:class:`ProbeFit`)."""
 
@@ -98,7 +101,8 @@ class PoolView:
         """``prediction`` (the predictor's columns, or already the pool's) with one column per pool model.
 
         A prior's column is its ``like`` model's, its p(success) moved by ``like_offset`` (clipped to [0, 1]);
-        a probed model's is its :class:`ProbeFit` over its inputs, its output length their mean.
+        a probed model's is its :class:`ProbeFit` over its inputs, its output length the probe's mean (else its
+        inputs' mean).
         """
         names = tuple(spec.name for spec in self.pool)
         if all(n in prediction.models for n in names):  # already in pool columns (or no model is new)
@@ -111,7 +115,7 @@ class PoolView:
                 fit = self.probes[spec.name]
                 inputs = prediction.select(fit.inputs)
                 quality[:, j] = fit.predict(inputs.quality)
-                tokens[:, j] = inputs.output_tokens.mean(axis=1)
+                tokens[:, j] = fit.output_tokens or inputs.output_tokens.mean(axis=1)
                 continue
             column = prediction.select([source])
             offset = spec.like_offset if source != spec.name else 0.0
@@ -140,10 +144,22 @@ class ProbeFit:
     """Probe questions it was fitted on."""
     margin: float = 0.0
     """Subtracted from every prediction (clipped at 0)."""
+    output_tokens: float = 0.0
+    """Mean output tokens of the probe's answers (0: not logged; the inputs' predicted lengths are used)."""
 
     @classmethod
-    def fit(cls, quality: np.ndarray, scores: np.ndarray, inputs: Sequence[str], *, c: float = 1.0) -> ProbeFit:
+    def fit(
+        cls,
+        quality: np.ndarray,
+        scores: np.ndarray,
+        inputs: Sequence[str],
+        *,
+        c: float = 1.0,
+        output_tokens: np.ndarray | None = None,
+    ) -> ProbeFit:
         """Fit on the probe: ``quality`` (n×K predictions of ``inputs``), ``scores`` (n outcomes in [0, 1]).
+
+        ``output_tokens`` are the probe answers' lengths, where logged (NaN where not).
 
         Raises:
             InputError: Fewer than 10 probe outcomes, or no success (or no failure) among them.
@@ -152,16 +168,18 @@ class ProbeFit:
 
         scores = np.asarray(scores, dtype=float).reshape(-1)
         labels = scores >= 0.5
-        if len(scores) < 10 or labels.all() or not labels.any():
+        if len(scores) < MIN_PROBE or labels.all() or not labels.any():
             raise InputError(
-                f"a probe needs at least 10 outcomes with both successes and failures, got {len(scores)} "
+                f"a probe needs at least {MIN_PROBE} outcomes with both successes and failures, got {len(scores)} "
                 f"({int(labels.sum())} successes): probe more questions, or give the model a prior with like="
             )
         model = LogisticRegression(C=c, max_iter=1000).fit(_logit(quality), labels)
         rate = float(labels.mean())
         margin = PESSIMISM * float(np.sqrt(rate * (1.0 - rate) / len(scores)))
         coef = tuple(float(v) for v in model.coef_[0])
-        return cls(tuple(inputs), coef, float(model.intercept_[0]), len(scores), margin)
+        lengths = np.asarray(output_tokens if output_tokens is not None else [], dtype=float)
+        length = float(np.nanmean(lengths)) if np.isfinite(lengths).any() else 0.0
+        return cls(tuple(inputs), coef, float(model.intercept_[0]), len(scores), margin, length)
 
     def predict(self, quality: np.ndarray) -> np.ndarray:
         """p(success) of the new model from the ``inputs``' predictions (N×K), less :attr:`margin`."""
@@ -176,6 +194,7 @@ class ProbeFit:
             "intercept": self.intercept,
             "probes": self.probes,
             "margin": self.margin,
+            "output_tokens": self.output_tokens,
         }
 
     @classmethod
@@ -183,11 +202,14 @@ class ProbeFit:
         """Inverse of :meth:`to_dict` (``ValueError`` on a fit no probe gives)."""
         inputs, coef = tuple(str(v) for v in data["inputs"]), tuple(float(v) for v in data["coef"])
         intercept, probes, margin = float(data["intercept"]), int(data["probes"]), float(data.get("margin", 0.0))
-        if len(inputs) != len(coef) or not inputs or not np.isfinite([*coef, intercept]).all() or probes < 10:
+        length = float(data.get("output_tokens", 0.0))
+        if len(inputs) != len(coef) or not inputs or not np.isfinite([*coef, intercept]).all() or probes < MIN_PROBE:
             raise ValueError("a probe fit needs one finite weight per input model and at least 10 probes")
         if not 0.0 <= margin <= 1.0:
             raise ValueError(f"a probe fit's margin must lie in [0, 1], got {margin!r}")
-        return cls(inputs, coef, intercept, probes, margin)
+        if not (math.isfinite(length) and length >= 0.0):
+            raise ValueError(f"a probe fit's output_tokens must be a non-negative number, got {length!r}")
+        return cls(inputs, coef, intercept, probes, margin, length)
 
 
 def _logit(quality: np.ndarray) -> np.ndarray:
@@ -195,4 +217,4 @@ def _logit(quality: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-__all__ = ["PESSIMISM", "PROBE", "WAYS_IN", "PoolView", "ProbeFit"]
+__all__ = ["MIN_PROBE", "PESSIMISM", "PROBE", "WAYS_IN", "PoolView", "ProbeFit"]

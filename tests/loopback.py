@@ -46,6 +46,8 @@ class LoopbackProvider:
     fail_rate: float = 0.5
     """Share of requests to ``*flaky*`` models answered with HTTP 503 (seeded, reproducible)."""
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    script: dict[str, str] = field(default_factory=dict)
+    """Replies by the text of the last message: a test scripts what its stand-in model answers (a probe's)."""
 
     def fails_now(self) -> bool:
         with self.lock:
@@ -64,6 +66,7 @@ class LoopbackProvider:
         with self.lock:
             self.requests.clear()
             self.rng.seed(0)
+            self.script.clear()
         self.gate.clear()
         self.fail_rate = 0.5
 
@@ -164,7 +167,8 @@ def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
             if self._fail(model):
                 return
             call = _tool_call(body)
-            reply = "" if call else _reply_text(model, body)
+            scripted = provider.script.get(_text_of(messages[-1])) if messages else None
+            reply = "" if call else scripted if scripted is not None else _reply_text(model, body)
             usage = _usage(messages, reply or json.dumps(call))
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

@@ -135,7 +135,7 @@ def test_judge_verdicts_and_setup_errors(make_pool) -> None:
         "judge", pool=pool, judge_model="gemma-2-9b-it", judge_prompt="Q {query} A {answer} R {response}"
     )
     assert judge.messages("R1", ["x", "y"], "Q1")[0]["content"] == "Q Q1 A x / y R R1"
-    assert set(GRADERS) == {"mcq", "numeric", "exact", "contains", "judge"}
+    assert set(GRADERS) == {"mcq", "numeric", "exact", "contains", "f1", "judge"}
 
 
 # ----------------------------------------------------------------------------------------- real data

@@ -6,6 +6,7 @@ fit test uses the real retrieval predictor on bundled logs that lack the new mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from langchain_core.messages import HumanMessage
 
 from eccos_core.bundled import bundled_logs
 from eccos_core.errors import ConfigError, PredictorStateError
+from eccos_core.logs import load_logs
 from eccos_core.pricing import ModelSpec, load_models
 from eccos_core.router import Router
 from langchain_eccos import ChatECCOS
@@ -229,6 +231,8 @@ def test_eccos_onboard_joins_a_model_from_its_collected_probe(fitted_router, tmp
         str(tmp_path / "models.yaml"),
         "--probe",
         str(tmp_path / "probe.jsonl"),
+        "--n",
+        "0",
     ]
     assert main([*argv, "--router", str(router_dir), "--out", str(tmp_path / "joined")]) == 0
 
@@ -236,6 +240,73 @@ def test_eccos_onboard_joins_a_model_from_its_collected_probe(fitted_router, tmp
     assert f"{OWN}: probe of 60 graded answers" in out and "router saved to" in out
     assert Router.load(tmp_path / "joined").planner.priors == {OWN: "probe of 60"}
     assert main([*argv[:2], "nobody", *argv[3:], "--out", str(tmp_path / "x")]) == 2  # a typed error, exit 2
+
+
+def script_probe(provider, n: int, answered_as: str) -> None:
+    """Script the loopback to answer the first ``n`` probe questions as ``answered_as`` did in the bundled logs.
+
+    Right where that model's logged score is at least 0.5, else "I do not know"; a question the logs lack is
+    answered right every other time.
+    """
+    from eccos_core.probe import probe_questions
+
+    logged = {r.query: r.outcomes.get(answered_as) for r in bundled_logs()}
+    for k, q in enumerate(probe_questions(n)):
+        outcome = logged.get(q.query)
+        right = outcome.score >= 0.5 if outcome is not None else k % 2 == 0
+        answer = {"mcq": f"The answer is ({q.answer}).", "numeric": f"So it is \\boxed{{{q.answer}}}."}
+        provider.script[q.prompt] = answer.get(q.grader, q.answer) if right else "I do not know."
+
+
+def test_onboard_asks_the_shipped_probe_and_resumes_it(fitted_router, loopback, api_key, tmp_path):
+    from eccos_core.probe import probe_questions
+
+    script_probe(loopback, 40, "llama3-chatqa-1.5-70b")
+    own = own_model(loopback, api_key, like=None)
+    log = tmp_path / "probe.jsonl"
+    joined = fitted_router.onboard(own, n=40, log=log, concurrency=4)
+
+    questions = probe_questions(40)
+    assert sorted(r.messages[-1]["content"] for r in loopback.requests) == sorted(q.prompt for q in questions)
+    probe = load_logs(log)
+    assert sorted(probe.queries) == sorted(q.query for q in questions)
+    assert joined.planner.priors == {OWN: "probe of 40"}
+    fit = joined.probes[OWN]
+    assert fit.output_tokens == pytest.approx(np.nanmean(probe.matrix("output_tokens", [OWN])))
+    assert fit.output_tokens > 0  # the answers' real lengths, not the bundled logs' zeros
+    assert joined.predict(["What is 2 + 2?"]).output_tokens[0, -1] == pytest.approx(fit.output_tokens)
+
+    loopback.clear()
+    again = fitted_router.onboard(own, n=40, log=log)
+    assert loopback.requests == [] and again.probes[OWN] == fit  # every answer was in the log: nothing asked
+
+
+def test_a_probe_nobody_answers_says_why(fitted_router, loopback, api_key, tmp_path):
+    from eccos_core.collect import CollectError
+
+    own = own_model(loopback, api_key, like=None)
+    broken = dataclasses.replace(own, litellm_model="openai/broken-model")
+    with pytest.raises(CollectError, match="0 graded answers of 12"):
+        fitted_router.onboard(broken, n=12, num_retries=0, max_consecutive_failures=3)
+
+
+def test_eccos_onboard_asks_the_probe_against_the_users_endpoint(fitted_router, loopback, api_key, tmp_path, capsys):
+    from eccos_core.cli import main
+
+    script_probe(loopback, 30, "gemma-2-9b-it")
+    router_dir = fitted_router.save(tmp_path / "base")
+    (tmp_path / "models.yaml").write_text(
+        f"models:\n  - name: {OWN}\n    litellm_model: openai/{OWN}\n    input_cost_per_token: 1.0e-9\n"
+        "    output_cost_per_token: 1.0e-9\n    max_input_tokens: 8192\n"
+        f"    litellm_params: {{api_base: '{loopback.api_base}', api_key: '{api_key}'}}\n"
+    )
+    argv = ["onboard", "--model", OWN, "--models", str(tmp_path / "models.yaml"), "--n", "30"]
+    assert main([*argv, "--router", str(router_dir), "--out", str(tmp_path / "joined")]) == 0
+
+    out = capsys.readouterr().out
+    assert f"{OWN}: probe of 30 graded answers in {tmp_path / 'joined.probe.jsonl'}" in out
+    assert len(loopback.requests) == 30 and api_key not in out
+    assert Router.load(tmp_path / "joined").planner.priors == {OWN: "probe of 30"}
 
 
 def test_a_yaml_models_file_reads_1e_7_as_a_price(tmp_path):
