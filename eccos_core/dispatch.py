@@ -15,7 +15,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -103,6 +103,7 @@ class RoutedResponse:
             "solver": self.plan.solver,
             "batch_size": self.plan.batch_size,
             "prior": self.plan.prior if self.model == self.plan.model else None,
+            "length": self.plan.length if self.model == self.plan.model else None,
             "fallbacks": [f.to_dict() for f in self.fallbacks],
             "latency_s": self.latency_s,
         }
@@ -212,6 +213,8 @@ class _Walk:
         reported = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         priced = input_tokens * spec.input_cost_per_token + int(completion) * spec.output_cost_per_token
         cost = float(reported) if isinstance(reported, (int, float)) and reported > 0 else float(priced)
+        if self.dispatcher.on_answer is not None:
+            self.dispatcher.on_answer(spec.name, int(completion))
         return RoutedResponse(
             response=response,
             model=spec.name,
@@ -257,9 +260,11 @@ class _Walk:
 class Dispatcher:
     """Sends planned queries to the pool's models through LiteLLM."""
 
-    def __init__(self, pool: Sequence[ModelSpec]) -> None:
+    def __init__(self, pool: Sequence[ModelSpec], on_answer: Callable[[str, int], None] | None = None) -> None:
+        """``on_answer(model, output_tokens)`` is told of every answer a model gave (the router's length record)."""
         self._specs = {m.name: m for m in pool}
         self.secrets = secrets_in([m.litellm_params for m in pool])
+        self.on_answer = on_answer
 
     def spec(self, name: str) -> ModelSpec:
         """The pool entry called ``name``."""

@@ -20,6 +20,7 @@ from eccos_core import feedback
 from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualPrices
 from eccos_core.errors import ConfigError, InputError, PredictorStateError
+from eccos_core.lengths import logged_lengths
 from eccos_core.logs import RoutingLogs
 from eccos_core.messages import Query, count_text_tokens
 from eccos_core.persistence import load_router, save_router
@@ -182,6 +183,7 @@ class RouterLifecycle:
             max_concurrency=self.max_concurrency,
             prices=self.dual,
             probes=probes,
+            lengths=self.lengths,
         )
 
     def onboard(
@@ -246,7 +248,9 @@ class RouterLifecycle:
         live in this process) and predictor.
         """
         settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
-        return save_router(path, self.models, self.predictor, self.targets, settings, self.dual, self.probes)
+        return save_router(
+            path, self.models, self.predictor, self.targets, settings, self.dual, self.probes, self.lengths
+        )
 
     @classmethod
     def load(cls, path: str | Path, models: Sequence[ModelSpec] | None = None) -> Self:
@@ -282,6 +286,7 @@ class RouterLifecycle:
                 max_concurrency=settings.get("max_concurrency", 8),
                 prices=prices,
                 probes=saved.probes,
+                lengths=saved.lengths,
             )
         except InputError as exc:
             raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None
@@ -357,15 +362,19 @@ def out_of_fold_problem(
             type(predictor).__name__,
         )
         return None
-    return training_problem(pool, logs, out_of_fold)
+    return training_problem(pool, logs, out_of_fold, logged_lengths(predictor))
 
 
 def training_problem(
-    pool: Sequence[ModelSpec], logs: RoutingLogs, out_of_fold: Prediction
+    pool: Sequence[ModelSpec], logs: RoutingLogs, out_of_fold: Prediction, logged: frozenset[str] | None = None
 ) -> tuple[Prediction, np.ndarray, np.ndarray]:
-    """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries."""
+    """:func:`out_of_fold_problem` from out-of-fold predictions already made for ``logs``' queries.
+
+    ``logged``: the models whose logs carry output lengths (``None``: all); the others' lengths are predicted as
+    a fresh router predicts them (:mod:`eccos_core.lengths`), so the targets are fitted on the costs it plans with.
+    """
     names = [m.name for m in pool]
-    oof = clean(PoolView.build(pool, out_of_fold.models)(out_of_fold))
+    oof = clean(PoolView.build(pool, out_of_fold.models, logged=logged)(out_of_fold))
     input_tokens = np.array([count_text_tokens(q) for q in logs.queries], dtype=float)
     cost = cost_matrix(pool, input_tokens, clean_tokens(oof.output_tokens))
     return oof, logs.scores(names), cost

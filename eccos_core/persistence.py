@@ -4,9 +4,10 @@ Layout: ``router.json`` (format and settings), ``models.json`` (the pool, creden
 (the router's :class:`~eccos_core.targets.Targets`: quality guard, per-batch margin and per-call curve, how
 ``min_quality`` becomes what the optimizer reaches for), ``predictor/`` (the predictor's own files and manifest)
 and, optional, ``streams.json`` (every per-call stream's state; a router saved without it starts its streams
-afresh). ``router.json`` records the sha256 of ``targets.json`` and ``streams.json`` under ``"checksums"``, as a
-predictor's manifest does for its files: an edited, truncated or swapped file is refused at load, since it would
-silently change what ``min_quality`` and ``confidence=`` promise.
+afresh), ``probes.json`` (the probe fits of onboarded models) and ``lengths.json`` (output tokens of the answers
+dispatched, :mod:`eccos_core.lengths`). ``router.json`` records the sha256 of each of these JSON files under
+``"checksums"``, as a predictor's manifest does for its files: an edited, truncated or swapped file is refused at
+load, since it would silently change what ``min_quality`` and ``confidence=`` promise.
 
 Routers saved by earlier releases (``guard.json``, ``margin.json`` and ``dual.json``, the streams as raw recent
 rows) still load: their files are validated field by field and the streams replayed.
@@ -26,6 +27,7 @@ from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualCurve, DualPrices
 from eccos_core.errors import ConfigError, EccosError, PredictorStateError
 from eccos_core.guarantee import BatchMargin
+from eccos_core.lengths import OutputLengths
 from eccos_core.predictors.base import Predictor, file_sha256, load_predictor
 from eccos_core.pricing import ModelSpec, validate_pool, write_models
 from eccos_core.priors import ProbeFit
@@ -38,6 +40,8 @@ TARGETS_FILE = "targets.json"
 STREAMS_FILE = "streams.json"
 PROBES_FILE = "probes.json"
 PROBES_FORMAT = "eccos-probes/1"
+LENGTHS_FILE = "lengths.json"
+LENGTHS_FORMAT = "eccos-lengths/1"
 GUARD_FILE = "guard.json"
 """Earlier releases: the guard (with ``margin.json`` and ``dual.json``, now :data:`TARGETS_FILE`)."""
 DUAL_FILE = "dual.json"
@@ -58,6 +62,8 @@ class SavedRouter:
     """The per-call streams' saved state (:meth:`DualPrices.from_dict`), or ``None``."""
     probes: Mapping[str, ProbeFit] = field(default_factory=dict)
     """Probe fits of the pool models onboarded with one (``Router.onboard``)."""
+    lengths: OutputLengths | None = None
+    """Output tokens of the answers dispatched before the save (:mod:`eccos_core.lengths`), or ``None``."""
 
 
 def save_router(
@@ -68,6 +74,7 @@ def save_router(
     settings: Mapping[str, Any],
     prices: DualPrices | None = None,
     probes: Mapping[str, ProbeFit] | None = None,
+    lengths: OutputLengths | None = None,
 ) -> Path:
     """Write a router into directory ``path`` (credentials redacted, nested ones and URL userinfo included)."""
     path = Path(path)
@@ -83,6 +90,7 @@ def save_router(
         PROBES_FILE: {"format": PROBES_FORMAT, "probes": {n: f.to_dict() for n, f in probes.items()}}
         if probes
         else None,
+        LENGTHS_FILE: {"format": LENGTHS_FORMAT, "calls": calls} if (calls := lengths and lengths.to_dict()) else None,
     }
     for name, data in parts.items():
         if data is None:
@@ -115,9 +123,11 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         targets = _read_part(path, TARGETS_FILE, settings, Targets.from_dict, "the router's targets")
         streams = _read_part(path, STREAMS_FILE, settings, dict, "per-call streams")
         probes = _read_part(path, PROBES_FILE, settings, _probes, "valid probe fits") or {}
+        lengths = _read_part(path, LENGTHS_FILE, settings, _lengths, "valid output-length records")
     else:
         targets, streams = _read_legacy_targets(path, settings)
         probes = {}
+        lengths = None
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
     try:
@@ -126,7 +136,7 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         raise
     except (OSError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise PredictorStateError(f"{path / PREDICTOR_DIR} cannot be read ({type(exc).__name__}: {exc})") from None
-    return SavedRouter(pool, predictor, targets, settings, streams, probes)
+    return SavedRouter(pool, predictor, targets, settings, streams, probes, lengths)
 
 
 def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targets, dict[str, Any] | None]:
@@ -144,6 +154,12 @@ def _probes(data: dict[str, Any]) -> dict[str, ProbeFit]:
     if data.get("format") != PROBES_FORMAT:
         raise ValueError(f"format {data.get('format')!r}, expected {PROBES_FORMAT!r}")
     return {str(name): ProbeFit.from_dict(fit) for name, fit in dict(data["probes"]).items()}
+
+
+def _lengths(data: dict[str, Any]) -> OutputLengths:
+    if data.get("format") != LENGTHS_FORMAT:
+        raise ValueError(f"format {data.get('format')!r}, expected {LENGTHS_FORMAT!r}")
+    return OutputLengths.from_dict(dict(data["calls"]))
 
 
 def _legacy_dual(data: dict[str, Any]) -> tuple[DualCurve | None, dict[str, Any]]:

@@ -37,6 +37,7 @@ from eccos_core.calibration import QualityGuard
 from eccos_core.dual import DualPrices, prices_namespace
 from eccos_core.errors import CapabilityError, CapacityError, ContextWindowError, InputError
 from eccos_core.guarantee import BatchMargin
+from eccos_core.lengths import OutputLengths, logged_lengths
 from eccos_core.messages import Message, Needs, count_input_tokens, needs_of, normalize, query_text
 from eccos_core.optimize import SolveStatus
 from eccos_core.plans import QueryPlan, RoutingPlan
@@ -116,10 +117,13 @@ class Planner:
         progress: Progress | None = None,
         prices: DualPrices | None = None,
         probes: Mapping[str, ProbeFit] | None = None,
+        lengths: OutputLengths | None = None,
     ) -> None:
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
-        self.columns = PoolView.build(self.pool, predictor.models, probes)
+        self.columns = PoolView.build(
+            self.pool, predictor.models, probes, lengths=lengths, logged=logged_lengths(predictor)
+        )
         """Where each pool column's prediction comes from: its own logs, a ``like`` model, or a probe."""
         self.priors = self.columns.priors
         """Pool models not predicted from their own logs (name → the ``like`` model, or ``probe of N``): named in
@@ -362,6 +366,7 @@ class Planner:
                 confidence=confidence,
                 margin=margin,
                 prior=self.priors.get(self.names[j]),
+                length=self.columns.length_source(self.names[j]),
             )
             for i, j in zip(rows.tolist(), index.tolist(), strict=True)
         )

@@ -51,6 +51,9 @@ class QueryPlan:
     prior: str | None = None
     """When ``model`` has no logs of its own: the fitted model it was predicted as (``ModelSpec.like``), or
     ``"probe of N"`` for a model joined from N graded probe answers (``Router.onboard``)."""
+    length: str | None = None
+    """Where ``output_tokens`` comes from when no log of ``model`` gives it: ``"calls (N)"`` (its own N answers),
+    ``"probe"``, ``"similar models"`` or ``"default"`` (:mod:`eccos_core.lengths`); ``None``: its logs."""
 
     @classmethod
     def direct(cls, model: str, index: int = 0) -> QueryPlan:

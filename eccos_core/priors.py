@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from eccos_core.errors import InputError, PredictorStateError
+from eccos_core.lengths import PROBE_LENGTH, OutputLengths
 from eccos_core.predictors.base import Prediction
 from eccos_core.pricing import ModelSpec
 
@@ -44,10 +45,20 @@ class PoolView:
     """Per pool model: its own name, its ``like`` model, or :data:`PROBE`."""
     probes: Mapping[str, ProbeFit]
     """The probe fits of the models onboarded with one (:meth:`Router.onboard`)."""
+    lengths: OutputLengths = field(default_factory=OutputLengths)
+    """Output tokens of the answers dispatched so far (:mod:`eccos_core.lengths`)."""
+    unlogged: frozenset[str] = frozenset()
+    """Pool models whose output length no log gives: predicted by :attr:`lengths`."""
 
     @classmethod
     def build(
-        cls, pool: Sequence[ModelSpec], known: Sequence[str], probes: Mapping[str, ProbeFit] | None = None
+        cls,
+        pool: Sequence[ModelSpec],
+        known: Sequence[str],
+        probes: Mapping[str, ProbeFit] | None = None,
+        *,
+        lengths: OutputLengths | None = None,
+        logged: frozenset[str] | None = None,
     ) -> PoolView:
         """The view of ``pool`` over a predictor that knows ``known``.
 
@@ -78,7 +89,18 @@ class PoolView:
                 f"each: {WAYS_IN}; or drop it from the pool"
             )
         used = {name: fit for name, fit in probes.items() if sources.get(name) == PROBE}
-        return cls(tuple(pool), sources, used)
+        unlogged = frozenset(
+            name
+            for name, source in sources.items()
+            if logged is not None and (not used[name].output_tokens if source == PROBE else source not in logged)
+        )
+        return cls(tuple(pool), sources, used, lengths or OutputLengths(), unlogged)
+
+    def length_source(self, name: str) -> str | None:
+        """Where pool model ``name``'s predicted output length comes from; ``None``: its own (or like's) logs."""
+        if name in self.unlogged:
+            return self.lengths.source(name, self.unlogged, self.sources)
+        return PROBE_LENGTH if self.sources[name] == PROBE else None
 
     @property
     def priors(self) -> dict[str, str]:
@@ -101,12 +123,12 @@ class PoolView:
         """``prediction`` (the predictor's columns, or already the pool's) with one column per pool model.
 
         A prior's column is its ``like`` model's, its p(success) moved by ``like_offset`` (clipped to [0, 1]);
-        a probed model's is its :class:`ProbeFit` over its inputs, its output length the probe's mean (else its
-        inputs' mean).
+        a probed model's is its :class:`ProbeFit` over its inputs, its output length the probe's mean. Output
+        lengths no log gives are predicted by :attr:`lengths` (:mod:`eccos_core.lengths`).
         """
         names = tuple(spec.name for spec in self.pool)
         if all(n in prediction.models for n in names):  # already in pool columns (or no model is new)
-            return prediction.select(names)
+            return self.lengths.fill(prediction.select(names), self.unlogged)
         quality = np.empty((prediction.quality.shape[0], len(names)))
         tokens = np.empty_like(quality)
         for j, spec in enumerate(self.pool):
@@ -121,7 +143,7 @@ class PoolView:
             offset = spec.like_offset if source != spec.name else 0.0
             quality[:, j] = np.clip(column.quality[:, 0] + offset, 0.0, 1.0)
             tokens[:, j] = column.output_tokens[:, 0]
-        return Prediction(names, quality, tokens)
+        return self.lengths.fill(Prediction(names, quality, tokens), self.unlogged)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from eccos_core.batching import arun_all, check_concurrency, finish, run_all
 from eccos_core.dispatch import AsyncRoutedStream, Dispatcher, Fallback, Ledger, RoutedResponse, RoutedStream
 from eccos_core.dual import DualPrices
 from eccos_core.errors import InputError, PredictorStateError
+from eccos_core.lengths import OutputLengths
 from eccos_core.lifecycle import RouterLifecycle, out_of_fold_problem, training_problem
 from eccos_core.messages import TOKENIZER_MODEL, Message, Query, check_options
 from eccos_core.optimize import METHODS
@@ -65,6 +66,7 @@ class Router(RouterLifecycle):
         max_concurrency: int = 8,
         prices: DualPrices | None = None,
         probes: Mapping[str, ProbeFit] | None = None,
+        lengths: OutputLengths | None = None,
     ) -> None:
         """Check the pool and the predictor agree; nothing is loaded or contacted.
 
@@ -82,6 +84,8 @@ class Router(RouterLifecycle):
                 process's memory; ``DualPrices(store=RedisStore(redis.Redis(...)))`` shares one price per
                 ``min_quality`` across processes. Routers over the same pool and targets share its streams.
             probes: Per model without logs of its own, the fit of its probe outcomes (:meth:`onboard` makes them).
+            lengths: The output tokens of the answers dispatched so far, which predict the length of a model whose
+                logs give none (:mod:`eccos_core.lengths`); a fresh record by default.
 
         Raises:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
@@ -105,6 +109,8 @@ class Router(RouterLifecycle):
         check_concurrency(max_concurrency)
         if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
             raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        self.lengths = lengths if lengths is not None else OutputLengths()
+        """The output tokens of every answer dispatched (shared with the routers made from this one)."""
         self.planner = Planner(
             pool,
             predictor,
@@ -113,9 +119,10 @@ class Router(RouterLifecycle):
             time_limit=float(time_limit),
             prices=prices,
             probes=probes,
+            lengths=self.lengths,
         )
         """Decides where each query goes (no provider calls)."""
-        self.dispatcher = Dispatcher(pool)
+        self.dispatcher = Dispatcher(pool, on_answer=self.lengths.observe)
         """Sends planned queries along their fallback chains."""
         self.max_concurrency = int(max_concurrency)
         """Provider calls in flight at once in :meth:`batch` / :meth:`abatch`."""

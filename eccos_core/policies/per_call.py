@@ -62,6 +62,7 @@ def price_call(
         budget=budget,
         price=decision.price if math.isfinite(decision.price) else None,
         prior=planner.priors.get(planner.names[j]),
+        length=planner.columns.length_source(planner.names[j]),
     )
     return RoutingPlan(
         queries=(entry,),

@@ -178,6 +178,10 @@ class FusedPredictor(Predictor):
         return out
 
     # --------------------------------------------------------------------------------------- predicting
+    def length_counts(self) -> dict[str, int]:
+        """Per model: stored queries with a logged output length (the retrieval part's store)."""
+        return self.retrieval.length_counts()
+
     def predict(self, queries: Sequence[str]) -> Prediction:
         """Blend the two parts' predictions (each query embedded once) and calibrate."""
         if not self.models:

@@ -176,6 +176,13 @@ class RetrievalPredictor(Predictor):
         with self._lock:
             return list(self._keys)
 
+    def length_counts(self) -> dict[str, int]:
+        """Per model: stored queries with a logged output length (0: its lengths are unknown to this predictor)."""
+        with self._lock:
+            if self._index is None:
+                raise PredictorStateError("RetrievalPredictor is not fitted: call fit(logs) or load(dir) first")
+            return {name: int(n) for name, n in zip(self.models, self._token_count, strict=True)}
+
     @property
     def n_queries(self) -> int:
         """Queries in the store (logged at fit, or added since as new queries by :meth:`add_outcomes`)."""
