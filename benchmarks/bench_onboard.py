@@ -8,14 +8,14 @@
    loopback OpenAI-compatible server (``tests/loopback.py``, in this process on 127.0.0.1): the shipped probe's
    first 200 questions asked, graded, logged, the model fitted and the joined router saved. The server answers
    as ``llama-3.1-8b-instruct`` did: right where its bundled logged score is at least 0.5, "I do not know"
-   otherwise (the 200 probe questions of the logs' held-out split; the others alternate).
+   otherwise (the probe questions of the logs' held-out split; the others alternate).
 3. **lengths**: the shipped default router over the bundled pool, every model on the loopback server, answers
    300 held-out bundled questions one ``Router.complete`` at a time (min_quality 0.6). The server replies with
    each question's reference answer from LLMRouter's query data (worked solutions for maths, a letter for
    multiple choice, a few words for open questions; real texts of varied length, not model answers) and bills
-   one token per word. Predicted cost (the plan's) against billed cost (the reply's): **before** = the same calls
-   priced with 0 output tokens, as every bundled model was predicted before the length predictor; **after** =
-   as planned now (a default length, then each model's own answers).
+   them in tiktoken tokens (the prompt as each message's tokens plus 3). Predicted cost (the plan's) against
+   billed cost (the reply's): **before** = the same calls priced with 0 output tokens, as every bundled model was
+   predicted before the length predictor; **after** = as planned now (a default length, then the answers').
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from bench_shells import API_KEY, loopback, machine, repointed  # noqa: E402
@@ -41,7 +43,6 @@ ALPHA = 0.6
 
 FIT_SCRIPT = textwrap.dedent(
     f"""
-        started = time.perf_counter()
     from eccos_core.bundled import bundled_logs, bundled_models
     from eccos_core.router import Router
     pool = [m for m in bundled_models() if m.name in {FIT_POOL!r}]
@@ -107,25 +108,30 @@ def measure_lengths(provider: Any) -> dict[str, Any]:
     """Predicted vs billed cost of 300 single calls over the bundled pool (see the module doc)."""
     from eccos_core.bundled import bundled_logs
     from eccos_core.logs import split_logs
+    from eccos_core.messages import count_text_tokens
     from eccos_core.router import Router
 
     references = reference_answers()
     _, test = split_logs(bundled_logs(), test_frac=0.2, seed=0)
-    queries = [q for q in test.queries if q in references][:CALLS]
+    order = np.random.default_rng(0).permutation(len(test))  # the split is grouped by task: mix it, seeded
+    queries = [test.queries[i] for i in order if test.queries[i] in references][:CALLS]
     provider.script.update({q: references[q] for q in queries})
+    provider.tokens = count_text_tokens  # billed in real tokens, as a provider bills
     router = repointed(Router.default(), provider.api_base)
     rows = []
     for query in queries:
         reply = router.complete(query, min_quality=ALPHA)
         spec = router.dispatcher.spec(reply.model)
         planned_input = reply.plan.input_tokens * spec.input_cost_per_token
-        rows.append((reply.plan.cost, planned_input, reply.cost, reply.plan.length, reply.output_tokens))
+        rows.append((reply.plan.cost, planned_input, reply.cost, reply.plan.length, reply.output_tokens,
+                     reply.plan.output_tokens))  # fmt: skip
     return {"calls": len(rows), **ratios(rows), "by_hundred": [ratios(rows[k : k + 100]) for k in (0, 100, 200)]}
 
 
-def ratios(rows: list[tuple[float, float, float, str | None, int]]) -> dict[str, Any]:
-    """Summed predicted / summed billed cost, before and after, and what the lengths came from."""
+def ratios(rows: list[tuple[float, float, float, str | None, int, float]]) -> dict[str, Any]:
+    """Summed predicted / summed billed cost (before and after) and output tokens, and what the lengths came from."""
     after, before, billed = (sum(r[i] for r in rows) for i in range(3))
+    written, predicted = sum(r[4] for r in rows), sum(r[5] for r in rows)
     sources: dict[str, int] = {}
     for row in rows:
         source = (row[3] or "logs").split(" (")[0]
@@ -136,7 +142,8 @@ def ratios(rows: list[tuple[float, float, float, str | None, int]]) -> dict[str,
         "billed_usd": billed,
         "ratio_before": before / billed,
         "ratio_after": after / billed,
-        "mean_billed_output_tokens": sum(r[4] for r in rows) / len(rows),
+        "mean_billed_output_tokens": written / len(rows),
+        "mean_predicted_output_tokens": predicted / len(rows),
         "length_sources": sources,
     }
 
@@ -173,15 +180,16 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"predicted vs billed cost, {lengths['calls']} single calls, bundled pool, min_quality {ALPHA}:",
         "",
-        "| calls | billed USD | predicted before / billed | predicted after / billed | lengths from |",
-        "|---|---:|---:|---:|---|",
+        "| calls | billed USD | predicted / billed, before | predicted / billed, after | output tokens per call, "
+        "predicted / billed | lengths from |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     parts = [("all", lengths), *((f"{100 * k + 1}-{100 * (k + 1)}", p) for k, p in enumerate(lengths["by_hundred"]))]
     for label, part in parts:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(part["length_sources"].items()))
         lines.append(
             f"| {label} | {part['billed_usd']:.6f} | {part['ratio_before']:.3f} | {part['ratio_after']:.3f} | "
-            f"{sources} |"
+            f"{part['mean_predicted_output_tokens']:.1f} / {part['mean_billed_output_tokens']:.1f} | {sources} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -6,10 +6,12 @@ pool model whose predictor learned no lengths, the predicted length of each quer
 
 1. **its own calls** (``"calls (N)"``): every dispatched answer's real ``completion_tokens`` is observed
    (:meth:`OutputLengths.observe`; no grading needed). The mean of N calls is shrunk toward the fallback below by
-   :data:`PSEUDO_CALLS` calls' worth, so one long answer does not swing it;
+   :data:`PSEUDO_CALLS` call's worth, so one long first answer does not swing it;
 2. **similar models** (``"similar models"``): the mean of the pool models' predicted lengths for that query,
    over the models whose logs carry lengths (the predictor's kNN or trained length head);
-3. **a default** (``"default"``): :data:`DEFAULT_OUTPUT_TOKENS`.
+3. **the pool's calls** (``"pool calls (N)"``): where no model's logs carry lengths, the mean length of the N
+   answers any model gave (the same traffic, so the best guess for a model not yet asked);
+4. **a default** (``"default"``): :data:`DEFAULT_OUTPUT_TOKENS`, before any answer.
 
 A model joined from a probe whose answers logged their lengths uses the probe's mean (``"probe"``;
 :class:`~eccos_core.priors.ProbeFit`). Every plan names the source of its model's length
@@ -31,10 +33,10 @@ DEFAULT_OUTPUT_TOKENS = 256.0
 """Output tokens predicted for a model nothing is known about: a short chat answer, a few paragraphs. Replaced
 as soon as the model has answered a call (its own length) or a pool model with logged lengths predicts one."""
 
-PSEUDO_CALLS = 4.0
+PSEUDO_CALLS = 1.0
 """Calls' worth of weight the fallback keeps next to a model's own observed mean."""
 
-CALLS, SIMILAR, DEFAULT, PROBE_LENGTH = "calls", "similar models", "default", "probe"
+CALLS, SIMILAR, POOL_CALLS, DEFAULT, PROBE_LENGTH = "calls", "similar models", "pool calls", "default", "probe"
 """Sources of a predicted output length (``QueryPlan.length``)."""
 
 
@@ -78,18 +80,30 @@ class OutputLengths:
             return prediction
         known = [j for j in range(len(prediction.models)) if j not in columns]
         tokens = prediction.output_tokens.copy()
-        fallback = tokens[:, known].mean(axis=1) if known else np.full(len(tokens), DEFAULT_OUTPUT_TOKENS)
+        if known:
+            fallback = tokens[:, known].mean(axis=1)
+        else:
+            n, total = self.pooled()
+            fallback = np.full(len(tokens), total / n if n else DEFAULT_OUTPUT_TOKENS)
         for j in columns:
             n, total = self.calls(prediction.models[j])
             tokens[:, j] = (total + PSEUDO_CALLS * fallback) / (n + PSEUDO_CALLS) if n else fallback
         return Prediction(prediction.models, prediction.quality, tokens)
+
+    def pooled(self) -> tuple[int, float]:
+        """Answers observed of every model together, and their summed output tokens."""
+        with self._lock:
+            return int(sum(n for n, _ in self._observed.values())), float(sum(t for _, t in self._observed.values()))
 
     def source(self, model: str, unlogged: Collection[str], pool: Collection[str]) -> str:
         """Where :meth:`fill` takes ``model``'s length from (``unlogged``: the pool models it fills)."""
         n, _ = self.calls(model)
         if n:
             return f"{CALLS} ({n})"
-        return SIMILAR if any(name not in unlogged for name in pool) else DEFAULT
+        if any(name not in unlogged for name in pool):
+            return SIMILAR
+        pooled, _ = self.pooled()
+        return f"{POOL_CALLS} ({pooled})" if pooled else DEFAULT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: model → ``[calls, summed output tokens]``."""
@@ -112,6 +126,7 @@ __all__ = [
     "CALLS",
     "DEFAULT",
     "DEFAULT_OUTPUT_TOKENS",
+    "POOL_CALLS",
     "PROBE_LENGTH",
     "PSEUDO_CALLS",
     "SIMILAR",

@@ -53,7 +53,8 @@ class QueryPlan:
     ``"probe of N"`` for a model joined from N graded probe answers (``Router.onboard``)."""
     length: str | None = None
     """Where ``output_tokens`` comes from when no log of ``model`` gives it: ``"calls (N)"`` (its own N answers),
-    ``"probe"``, ``"similar models"`` or ``"default"`` (:mod:`eccos_core.lengths`); ``None``: its logs."""
+    ``"probe"``, ``"similar models"``, ``"pool calls (N)"`` or ``"default"`` (:mod:`eccos_core.lengths`);
+    ``None``: its logs."""
 
     @classmethod
     def direct(cls, model: str, index: int = 0) -> QueryPlan:

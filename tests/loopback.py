@@ -15,7 +15,7 @@ import contextlib
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,6 +46,8 @@ class LoopbackProvider:
     fail_rate: float = 0.5
     """Share of requests to ``*flaky*`` models answered with HTTP 503 (seeded, reproducible)."""
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    tokens: Callable[[str], int] | None = None
+    """Counts a text's tokens for the bill (default: its words), e.g. a real tokenizer where a benchmark needs one."""
     script: dict[str, str] = field(default_factory=dict)
     """Replies by the text of the last message: a test scripts what its stand-in model answers (a probe's)."""
 
@@ -88,9 +90,10 @@ def _text_of(message: dict[str, Any]) -> str:
     return content or ""
 
 
-def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:
-    prompt = sum(len(_text_of(m).split()) for m in messages) + 3 * len(messages)
-    completion = len(reply.split())
+def _usage(messages: list[dict[str, Any]], reply: str, tokens: Callable[[str], int] | None) -> dict[str, int]:
+    count = tokens or (lambda text: len(text.split()))
+    prompt = sum(count(_text_of(m)) for m in messages) + 3 * len(messages)
+    completion = count(reply)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -169,7 +172,7 @@ def _make_handler(provider: LoopbackProvider) -> type[BaseHTTPRequestHandler]:
             call = _tool_call(body)
             scripted = provider.script.get(_text_of(messages[-1])) if messages else None
             reply = "" if call else scripted if scripted is not None else _reply_text(model, body)
-            usage = _usage(messages, reply or json.dumps(call))
+            usage = _usage(messages, reply or json.dumps(call), provider.tokens)
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 self._stream(model, reply, call, usage, include_usage)

@@ -51,7 +51,7 @@ def test_each_answer_feeds_its_models_length(make_pool, bundled_router, loopback
     plan = router.plan([QUESTION], 0.5, policy="strict")
     column = router.predict([QUESTION])
     j = column.models.index(model)
-    expected = (reply.output_tokens + PSEUDO_CALLS * DEFAULT_OUTPUT_TOKENS) / (1 + PSEUDO_CALLS)
+    expected = reply.output_tokens  # its own answer, shrunk toward the pool's answers: the same one
     assert column.output_tokens[0, j] == pytest.approx(expected)
     assert all(q.length == "calls (1)" for q in plan.queries if q.model == model)
     assert bundled_router.lengths is router.lengths  # routers made from one share its record
@@ -66,8 +66,20 @@ def test_a_model_without_lengths_is_predicted_from_similar_models_that_have_them
     lengths.observe("b", 50)
     lengths.observe("b", float("nan"))  # not a length: ignored
     assert lengths.calls("b") == (1, 50.0)
-    assert lengths.fill(prediction, {"b"}).output_tokens[0, 1] == pytest.approx((50 + 4 * 200) / 5)
+    shrunk = (50 + PSEUDO_CALLS * 200) / (1 + PSEUDO_CALLS)
+    assert lengths.fill(prediction, {"b"}).output_tokens[0, 1] == pytest.approx(shrunk)
     assert lengths.source("b", {"b"}, ("a", "b", "c")) == "calls (1)"
+
+
+def test_a_model_not_yet_asked_is_predicted_from_the_pools_answers():
+    lengths = OutputLengths()
+    prediction = Prediction(("a", "b"), np.full((1, 2), 0.5), np.zeros((1, 2)))
+    assert lengths.fill(prediction, {"a", "b"}).output_tokens.tolist() == [[DEFAULT_OUTPUT_TOKENS] * 2]
+    lengths.observe("a", 10)
+    lengths.observe("a", 30)
+    filled = lengths.fill(prediction, {"a", "b"}).output_tokens[0]
+    assert filled[1] == pytest.approx(20.0) and lengths.source("b", {"a", "b"}, ("a", "b")) == "pool calls (2)"
+    assert filled[0] == pytest.approx((40 + PSEUDO_CALLS * 20) / (2 + PSEUDO_CALLS))
 
 
 def test_logged_lengths_are_kept_and_only_the_missing_model_is_filled(small_logs):
