@@ -27,8 +27,9 @@ from eccos_core.calibration import QualityGuard
 from eccos_core.errors import InputError, PredictorStateError
 from eccos_core.logs import MAX_OUTCOME_VALUE
 from eccos_core.messages import normalize, query_text
-from eccos_core.planner import clean_tokens
+from eccos_core.planner import clean, clean_tokens
 from eccos_core.pricing import cost_matrix
+from eccos_core.priors import Evidence
 from eccos_core.targets import fit_targets
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
     """Add what ``model`` did on ``query`` to the router's store; the next similar query is predicted with it.
 
     Thread-safe: several threads may record (and route) at once. The calibration and the quality guard stay as
-    they are until :func:`refit`.
+    they are until :func:`refit`. For a model routed on a prior (``like=``) or a probe, which has no column of its
+    own in the predictor, the outcome is kept as evidence (the fitted models' predictions for the query, and the
+    score); :func:`refit` fits its blend on all of it (:class:`~eccos_core.priors.Evidence`).
 
     Args:
         router: A router whose predictor learns from feedback (retrieval, or fused: the default).
@@ -69,11 +72,6 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
     names = [m.name for m in router.models]
     if model not in names:
         raise InputError(f"model {model!r} is not in the router's pool {names}; record the pool name that answered")
-    if model in router.planner.priors:
-        raise PredictorStateError(
-            f"{model!r} is routed on a prior (predicted as {router.planner.priors[model]!r}): the predictor has no "
-            "column of its own to record into yet; log its graded outcomes (eccos collect) and refit with them"
-        )
     if isinstance(score, bool) or not isinstance(score, numbers.Real) or not 0.0 <= float(score) <= 1.0:
         raise InputError(f"score must be a number in [0, 1] (1 = answered well), got {score!r}")
     if output_tokens is not None and (
@@ -87,6 +85,11 @@ def record_outcome(router: Router, query: Any, model: str, score: float, output_
             f"got {output_tokens!r}"
         )
     text = query_text(normalize(query, 0))
+    if model in router.planner.priors:  # no column of its own: evidence for its blend of the fitted models
+        inputs = router.predictor.models
+        quality = clean(router.predictor.predict([text]).select(inputs)).quality[0]
+        router.evidence.setdefault(model, Evidence(tuple(inputs))).add(quality, float(score))
+        return
     _learner(router, "add_outcomes").add_outcomes(
         [text], model, [float(score)], None if output_tokens is None else [float(output_tokens)]
     )
@@ -98,7 +101,8 @@ def refit(router: Router) -> QualityGuard:
     The predictor recomputes leave-one-out predictions for every stored query and refits its per-model
     calibration; the targets (guard, batch margin behind ``confidence=``, per-call curve) are then fitted on
     those predictions by :func:`~eccos_core.targets.fit_targets`, exactly as :meth:`Router.fit` does, and the
-    per-call streams start afresh on the new curve. Outcomes
+    per-call streams start afresh on the new curve. A model routed on a prior or a probe with at least 10 graded
+    outcomes recorded (both successes and failures) is refitted on them first: a prior becomes a fitted blend. Outcomes
     recorded while it runs are kept and used by the next refit. Cost grows with the store: about the same as
     :meth:`Router.fit` minus the embedding (a few seconds at 10,000 stored queries on 2 CPU cores).
 
@@ -109,6 +113,7 @@ def refit(router: Router) -> QualityGuard:
         PredictorStateError: The router's predictor cannot learn from feedback.
     """
     refitted = _learner(router, "recalibrate").recalibrate()
+    _reprobe(router)
     stored = {name: k for k, name in enumerate(refitted.out_of_fold.models)}
     out_of_fold = router.planner.view(refitted.out_of_fold)  # priors and probed models as they are routed
     missing = np.full(len(refitted.scores), np.nan)  # no stored outcomes: offered nowhere in the fit
@@ -133,6 +138,21 @@ def refit(router: Router) -> QualityGuard:
         "refit on %d stored queries: guard reaches %.3f realized success", len(scores), targets.guard.max_quality
     )
     return targets.guard
+
+
+def _reprobe(router: Router) -> None:
+    """Refit the blend of each model routed on a prior or a probe whose evidence can fit one (:class:`Evidence`)."""
+    probes = dict(router.probes)
+    for name, evidence in router.evidence.items():
+        if name not in router.planner.priors:
+            continue
+        old = probes.get(name)
+        fit = evidence.fit(old.output_tokens if old is not None else 0.0)
+        if fit is not None and fit != old:
+            probes[name] = fit
+            logger.info("refit: %r is predicted from %d graded outcomes", name, fit.probes)
+    if probes != router.probes:
+        router.planner.reprobe(probes)
 
 
 __all__ = ["record_outcome", "refit"]

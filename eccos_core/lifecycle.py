@@ -27,7 +27,7 @@ from eccos_core.persistence import load_router, save_router
 from eccos_core.planner import clean, clean_tokens, streams_namespace
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
-from eccos_core.priors import WAYS_IN, PoolView, ProbeFit
+from eccos_core.priors import WAYS_IN, Evidence, PoolView, ProbeFit
 from eccos_core.probe import DEFAULT_PROBE, probe_outcomes
 from eccos_core.targets import Targets, fit_targets
 
@@ -170,9 +170,11 @@ class RouterLifecycle:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
             PredictorStateError: The predictor does not know some pool models.
         """
-        return self._over(models, self.probes)
+        return self._over(models, self.probes, self.evidence)
 
-    def _over(self, models: Sequence[ModelSpec], probes: Mapping[str, ProbeFit]) -> Self:
+    def _over(
+        self, models: Sequence[ModelSpec], probes: Mapping[str, ProbeFit], evidence: Mapping[str, Evidence]
+    ) -> Self:
         """A router with the same predictor, targets, settings and streams over ``models`` (with ``probes``)."""
         return type(self)(
             models,
@@ -184,6 +186,7 @@ class RouterLifecycle:
             prices=self.dual,
             probes=probes,
             lengths=self.lengths,
+            evidence=evidence,
         )
 
     def onboard(
@@ -239,7 +242,11 @@ class RouterLifecycle:
             quality = clean(self.predictor.predict([outcomes.queries[i] for i in seen]).select(inputs)).quality
         lengths = outcomes.matrix("output_tokens", [spec.name])[seen, 0]
         fit = ProbeFit.fit(quality, scores[seen], inputs, output_tokens=lengths)
-        return self._over([m for m in self.models if m.name != spec.name] + [spec], {**self.probes, spec.name: fit})
+        evidence = Evidence(tuple(inputs))
+        for row, score in zip(quality, scores[seen], strict=True):
+            evidence.add(row, score)
+        models = [m for m in self.models if m.name != spec.name] + [spec]
+        return self._over(models, {**self.probes, spec.name: fit}, {**self.evidence, spec.name: evidence})
 
     def save(self, path: str | Path) -> Path:
         """Write the router into directory ``path``.
@@ -249,7 +256,15 @@ class RouterLifecycle:
         """
         settings = {"method": self.method, "time_limit": self.time_limit, "max_concurrency": self.max_concurrency}
         return save_router(
-            path, self.models, self.predictor, self.targets, settings, self.dual, self.probes, self.lengths
+            path,
+            self.models,
+            self.predictor,
+            self.targets,
+            settings,
+            self.dual,
+            self.probes,
+            self.lengths,
+            self.evidence,
         )
 
     @classmethod
@@ -287,6 +302,7 @@ class RouterLifecycle:
                 prices=prices,
                 probes=saved.probes,
                 lengths=saved.lengths,
+                evidence=saved.evidence,
             )
         except InputError as exc:
             raise PredictorStateError(f"{Path(path) / 'router.json'}: {exc}") from None

@@ -30,7 +30,7 @@ from eccos_core.guarantee import BatchMargin
 from eccos_core.lengths import OutputLengths
 from eccos_core.predictors.base import Predictor, file_sha256, load_predictor
 from eccos_core.pricing import ModelSpec, validate_pool, write_models
-from eccos_core.priors import ProbeFit
+from eccos_core.priors import Evidence, ProbeFit
 from eccos_core.redaction import REDACTED, redact_params
 from eccos_core.targets import Targets
 
@@ -64,6 +64,8 @@ class SavedRouter:
     """Probe fits of the pool models onboarded with one (``Router.onboard``)."""
     lengths: OutputLengths | None = None
     """Output tokens of the answers dispatched before the save (:mod:`eccos_core.lengths`), or ``None``."""
+    evidence: Mapping[str, Evidence] = field(default_factory=dict)
+    """Graded outcomes of the models routed on a prior or a probe (``Router.refit`` fits them)."""
 
 
 def save_router(
@@ -75,6 +77,7 @@ def save_router(
     prices: DualPrices | None = None,
     probes: Mapping[str, ProbeFit] | None = None,
     lengths: OutputLengths | None = None,
+    evidence: Mapping[str, Evidence] | None = None,
 ) -> Path:
     """Write a router into directory ``path`` (credentials redacted, nested ones and URL userinfo included)."""
     path = Path(path)
@@ -87,9 +90,7 @@ def save_router(
     parts = {
         TARGETS_FILE: targets.to_dict(),
         STREAMS_FILE: None if prices is None else prices.to_dict(),
-        PROBES_FILE: {"format": PROBES_FORMAT, "probes": {n: f.to_dict() for n, f in probes.items()}}
-        if probes
-        else None,
+        PROBES_FILE: _probes_json(probes or {}, evidence or {}) if probes or evidence else None,
         LENGTHS_FILE: {"format": LENGTHS_FORMAT, "calls": calls} if (calls := lengths and lengths.to_dict()) else None,
     }
     for name, data in parts.items():
@@ -122,11 +123,11 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
     if TARGETS_FILE in (settings.get("checksums") or {}) or (path / TARGETS_FILE).exists():
         targets = _read_part(path, TARGETS_FILE, settings, Targets.from_dict, "the router's targets")
         streams = _read_part(path, STREAMS_FILE, settings, dict, "per-call streams")
-        probes = _read_part(path, PROBES_FILE, settings, _probes, "valid probe fits") or {}
+        probes, evidence = _read_part(path, PROBES_FILE, settings, _probes, "valid probe fits") or ({}, {})
         lengths = _read_part(path, LENGTHS_FILE, settings, _lengths, "valid output-length records")
     else:
         targets, streams = _read_legacy_targets(path, settings)
-        probes = {}
+        probes, evidence = {}, {}
         lengths = None
     import eccos_core.predictors.retrieval  # noqa: F401  (registers the built-in predictor kind)
 
@@ -136,7 +137,7 @@ def load_router(path: str | Path, models: Sequence[ModelSpec] | None = None) -> 
         raise
     except (OSError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise PredictorStateError(f"{path / PREDICTOR_DIR} cannot be read ({type(exc).__name__}: {exc})") from None
-    return SavedRouter(pool, predictor, targets, settings, streams, probes, lengths)
+    return SavedRouter(pool, predictor, targets, settings, streams, probes, lengths, evidence)
 
 
 def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targets, dict[str, Any] | None]:
@@ -150,10 +151,19 @@ def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targe
     return Targets(guard, margin, curve), None if dual is None else dual[1]
 
 
-def _probes(data: dict[str, Any]) -> dict[str, ProbeFit]:
+def _probes_json(probes: Mapping[str, ProbeFit], evidence: Mapping[str, Evidence]) -> dict[str, Any]:
+    return {
+        "format": PROBES_FORMAT,
+        "probes": {name: fit.to_dict() for name, fit in probes.items()},
+        "evidence": {name: rows.to_dict() for name, rows in evidence.items()},
+    }
+
+
+def _probes(data: dict[str, Any]) -> tuple[dict[str, ProbeFit], dict[str, Evidence]]:
     if data.get("format") != PROBES_FORMAT:
         raise ValueError(f"format {data.get('format')!r}, expected {PROBES_FORMAT!r}")
-    return {str(name): ProbeFit.from_dict(fit) for name, fit in dict(data["probes"]).items()}
+    probes = {str(name): ProbeFit.from_dict(fit) for name, fit in dict(data["probes"]).items()}
+    return probes, {str(name): Evidence.from_dict(rows) for name, rows in dict(data.get("evidence", {})).items()}
 
 
 def _lengths(data: dict[str, Any]) -> OutputLengths:

@@ -158,6 +158,14 @@ class Planner:
         self.targets = targets
         self.dual = self._prices(self.dual, targets)
 
+    def reprobe(self, probes: Mapping[str, ProbeFit]) -> None:
+        """Predict the models without logs from these probe fits from now on (their per-call streams start afresh)."""
+        self.columns = PoolView.build(
+            self.pool, self.predictor.models, probes, lengths=self.columns.lengths, logged=self.columns.logged
+        )
+        self.priors = self.columns.priors
+        self.dual = self._prices(self.dual, self.targets)
+
     def _prices(self, prices: DualPrices, targets: Targets) -> DualPrices:
         """``prices`` for this pool and ``targets``: their streams, keyed by what the prices depend on."""
         namespace = streams_namespace(targets, self.columns)

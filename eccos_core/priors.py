@@ -9,7 +9,9 @@ refitted on logs that include the model, its own predictions take over.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,8 @@ class PoolView:
     """Output tokens of the answers dispatched so far (:mod:`eccos_core.lengths`)."""
     unlogged: frozenset[str] = frozenset()
     """Pool models whose output length no log gives: predicted by :attr:`lengths`."""
+    logged: frozenset[str] | None = None
+    """Predictor models whose logs gave output lengths (``None``: all, as far as the predictor can tell)."""
 
     @classmethod
     def build(
@@ -94,7 +98,7 @@ class PoolView:
             for name, source in sources.items()
             if logged is not None and (not used[name].output_tokens if source == PROBE else source not in logged)
         )
-        return cls(tuple(pool), sources, used, lengths or OutputLengths(), unlogged)
+        return cls(tuple(pool), sources, used, lengths or OutputLengths(), unlogged, logged)
 
     def length_source(self, name: str) -> str | None:
         """Where pool model ``name``'s predicted output length comes from; ``None``: its own (or like's) logs."""
@@ -234,9 +238,64 @@ class ProbeFit:
         return cls(inputs, coef, intercept, probes, margin, length)
 
 
+@dataclass
+class Evidence:
+    """Graded outcomes of a model predicted from the fitted ones (a prior or a probed model): its probe, then feedback.
+
+    Each row is the fitted models' (``inputs``) predicted p(success) for one graded query, and the score. A
+    :class:`ProbeFit` is fitted on all rows (:meth:`fit`): ``Router.onboard`` from the probe,
+    ``Router.refit`` again once feedback has added rows, so a prior becomes a fitted blend, and a probe sharpens.
+    """
+
+    inputs: tuple[str, ...]
+    quality: list[list[float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, quality: Sequence[float], score: float) -> None:
+        """Append one graded query: ``quality`` = the inputs' predicted p(success) for it (thread-safe)."""
+        if len(quality) != len(self.inputs):
+            raise ValueError(f"{len(quality)} predictions for {len(self.inputs)} input models")
+        with self._lock:
+            self.quality.append([float(v) for v in quality])
+            self.scores.append(float(score))
+
+    def fit(self, output_tokens: float = 0.0) -> ProbeFit | None:
+        """The :class:`ProbeFit` of every row (its length ``output_tokens``); ``None`` while they cannot fit one.
+
+        They cannot while fewer than :data:`MIN_PROBE`, or only successes or failures.
+        """
+        with self._lock:
+            quality, scores = np.array(self.quality, dtype=float), np.array(self.scores, dtype=float)
+        labels = scores >= 0.5
+        if len(scores) < MIN_PROBE or labels.all() or not labels.any():
+            return None
+        fit = ProbeFit.fit(quality, scores, self.inputs)
+        return dataclasses.replace(fit, output_tokens=output_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        with self._lock:
+            return {
+                "inputs": list(self.inputs),
+                "quality": [list(r) for r in self.quality],
+                "scores": list(self.scores),
+            }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """Inverse of :meth:`to_dict` (``ValueError`` on rows that do not fit the inputs, or scores outside [0, 1])."""
+        evidence = cls(tuple(str(v) for v in data["inputs"]))
+        for row, score in zip(data["quality"], data["scores"], strict=True):
+            if not 0.0 <= float(score) <= 1.0 or not all(0.0 <= float(v) <= 1.0 for v in row):
+                raise ValueError("evidence holds a prediction or score outside [0, 1]")
+            evidence.add(row, float(score))
+        return evidence
+
+
 def _logit(quality: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(quality, dtype=float), 1e-3, 1 - 1e-3)
     return np.log(q / (1 - q))
 
 
-__all__ = ["MIN_PROBE", "PESSIMISM", "PROBE", "WAYS_IN", "PoolView", "ProbeFit"]
+__all__ = ["MIN_PROBE", "PESSIMISM", "PROBE", "WAYS_IN", "Evidence", "PoolView", "ProbeFit"]

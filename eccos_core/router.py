@@ -36,7 +36,7 @@ from eccos_core.optimize import METHODS
 from eccos_core.planner import Capacity, PlannedBatch, Planner, QueryPlan, RoutingPlan
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, validate_pool
-from eccos_core.priors import ProbeFit
+from eccos_core.priors import Evidence, ProbeFit
 from eccos_core.redaction import redact
 from eccos_core.targets import Targets
 from eccos_core.validation import DEFAULT_POLICY
@@ -67,6 +67,7 @@ class Router(RouterLifecycle):
         prices: DualPrices | None = None,
         probes: Mapping[str, ProbeFit] | None = None,
         lengths: OutputLengths | None = None,
+        evidence: Mapping[str, Evidence] | None = None,
     ) -> None:
         """Check the pool and the predictor agree; nothing is loaded or contacted.
 
@@ -86,6 +87,8 @@ class Router(RouterLifecycle):
             probes: Per model without logs of its own, the fit of its probe outcomes (:meth:`onboard` makes them).
             lengths: The output tokens of the answers dispatched so far, which predict the length of a model whose
                 logs give none (:mod:`eccos_core.lengths`); a fresh record by default.
+            evidence: Per model without logs of its own, its graded outcomes so far (the probe's, then
+                :meth:`record_outcome`'s), which :meth:`refit` fits it on (:class:`~eccos_core.priors.Evidence`).
 
         Raises:
             ConfigError: The pool is empty, has duplicate names or non-ModelSpec entries.
@@ -109,6 +112,8 @@ class Router(RouterLifecycle):
         check_concurrency(max_concurrency)
         if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
             raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        self.evidence: dict[str, Evidence] = dict(evidence or {})
+        """Per model routed on a prior or a probe: its graded outcomes, which :meth:`refit` fits it on."""
         self.lengths = lengths if lengths is not None else OutputLengths()
         """The output tokens of every answer dispatched (shared with the routers made from this one)."""
         self.planner = Planner(

@@ -150,13 +150,6 @@ def test_the_own_model_example_runs_as_the_readme_says(loopback_server):
     assert any("my-local-llama (prior: predicted as llama-3.1-8b-instruct)" in line for line in lines)
 
 
-def test_recording_an_outcome_of_a_prior_says_what_to_do(make_pool, fake_predictor, loopback_server, api_key):
-    own = own_model(loopback_server, api_key, like=fake_predictor.models[-1])
-    router = Router([*make_pool(fake_predictor.models[:1]), own], fake_predictor)
-    with pytest.raises(PredictorStateError, match=r"routed on a prior.*eccos collect"):
-        router.record_outcome("What is 17 * 23?", OWN, 1.0)
-
-
 # ------------------------------------------------------------------------------------------------ onboarding
 @pytest.fixture(scope="module")
 def fitted_router():
@@ -203,6 +196,34 @@ def test_onboard_fits_a_probe_routes_with_it_and_saves_it(fitted_router, loopbac
     loaded = Router.load(path, models=joined.models)
     assert loaded.probes == joined.probes and loaded.planner.priors == {OWN: "probe of 120"}
     assert "probes.json" in json.loads((path / "router.json").read_text())["checksums"]
+
+
+def test_feedback_turns_a_prior_into_a_fitted_blend_and_sharpens_a_probe(fitted_router, loopback, api_key, tmp_path):
+    own = own_model(loopback, api_key, like="gemma-2-9b-it")
+    router = fitted_router.with_models([*fitted_router.models, own])
+    assert router.planner.priors == {OWN: "gemma-2-9b-it"}
+    graded = probe_logs(30, "llama3-chatqa-1.5-70b")  # it answers as the 70b did, not as gemma
+    for record in graded.records[:5]:
+        router.record_outcome(record.query, OWN, record.outcomes[OWN].score)
+    router.refit()
+    assert router.planner.priors == {OWN: "gemma-2-9b-it"}  # 5 outcomes: too few to fit, the prior stays
+    for record in graded.records[5:]:
+        router.record_outcome(record.query, OWN, record.outcomes[OWN].score)
+    router.refit()
+    assert router.planner.priors == {OWN: "probe of 30"}
+    prediction = router.predict([r.query for r in probe_logs(60, "gemma-2-9b-it").records[30:]])
+    new, gemma = (prediction.quality[:, prediction.models.index(m)] for m in (OWN, "gemma-2-9b-it"))
+    assert not np.allclose(new, gemma)  # predicted from its own outcomes now, no longer as gemma
+
+    path = router.save(tmp_path / "router")
+    loaded = Router.load(path, models=router.models)
+    assert loaded.evidence[OWN].scores == router.evidence[OWN].scores and loaded.probes == router.probes
+
+    joined = fitted_router.onboard(own, probe_logs(20, "gemma-2-9b-it"))
+    assert len(joined.evidence[OWN].scores) == 20
+    joined.record_outcome(graded.records[0].query, OWN, 1.0)
+    joined.refit()
+    assert joined.planner.priors == {OWN: "probe of 21"}
 
 
 def test_onboard_refuses_a_probe_too_small_or_all_alike(fitted_router, loopback_server, api_key):
