@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
@@ -113,6 +114,8 @@ def refit(router: Router) -> QualityGuard:
         PredictorStateError: The router's predictor cannot learn from feedback.
     """
     refitted = _learner(router, "recalibrate").recalibrate()
+    if not router.targets.output_lengths:  # saved before lengths were predicted: refit on costs that have them
+        router.planner.retarget(dataclasses.replace(router.targets, output_lengths=True))
     _reprobe(router)
     stored = {name: k for k, name in enumerate(refitted.out_of_fold.models)}
     out_of_fold = router.planner.view(refitted.out_of_fold)  # priors and probed models as they are routed

@@ -148,7 +148,7 @@ def _read_legacy_targets(path: Path, settings: Mapping[str, Any]) -> tuple[Targe
     margin = _read_part(path, MARGIN_FILE, settings, BatchMargin.from_dict, "a valid batch margin")
     dual = _read_part(path, DUAL_FILE, settings, _legacy_dual, "valid per-call prices")
     curve = None if dual is None else dual[0]
-    return Targets(guard, margin, curve), None if dual is None else dual[1]
+    return Targets(guard, margin, curve, output_lengths=False), None if dual is None else dual[1]
 
 
 def _probes_json(probes: Mapping[str, ProbeFit], evidence: Mapping[str, Evidence]) -> dict[str, Any]:

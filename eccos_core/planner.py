@@ -121,8 +121,13 @@ class Planner:
     ) -> None:
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
+        self._logged = logged_lengths(predictor)
         self.columns = PoolView.build(
-            self.pool, predictor.models, probes, lengths=lengths, logged=logged_lengths(predictor)
+            self.pool,
+            predictor.models,
+            probes,
+            lengths=lengths,
+            logged=self._logged if targets.output_lengths else None,
         )
         """Where each pool column's prediction comes from: its own logs, a ``like`` model, or a probe."""
         self.priors = self.columns.priors
@@ -157,11 +162,17 @@ class Planner:
             self.dual.reset()  # the old targets' streams (a shared store's expire on their own)
         self.targets = targets
         self.dual = self._prices(self.dual, targets)
+        if (self.columns.logged is not None) != targets.output_lengths:  # lengths as the new targets were fitted
+            self.reprobe(self.columns.probes)
 
     def reprobe(self, probes: Mapping[str, ProbeFit]) -> None:
         """Predict the models without logs from these probe fits from now on (their per-call streams start afresh)."""
         self.columns = PoolView.build(
-            self.pool, self.predictor.models, probes, lengths=self.columns.lengths, logged=self.columns.logged
+            self.pool,
+            self.predictor.models,
+            probes,
+            lengths=self.columns.lengths,
+            logged=self._logged if self.targets.output_lengths else None,
         )
         self.priors = self.columns.priors
         self.dual = self._prices(self.dual, self.targets)

@@ -60,6 +60,10 @@ class Targets:
     """``None``: plans with ``confidence=`` are refused (fitted without out-of-fold predictions)."""
     curve: DualCurve | None = None
     """``None``: per-call streams start at the guard's batch target and learn their price from calls alone."""
+    output_lengths: bool = True
+    """Fitted on costs that include predicted output lengths for models whose logs give none
+    (:mod:`eccos_core.lengths`). ``False`` for a router saved before lengths were predicted: it routes as it was
+    fitted (those models at 0 output tokens) until :meth:`Router.refit`."""
 
     @classmethod
     def identity(cls) -> Targets:
@@ -115,6 +119,7 @@ class Targets:
             "guard": self.guard.to_dict(),
             "margin": None if self.margin is None else self.margin.to_dict(),
             "curve": None if self.curve is None else self.curve.to_dict(),
+            "output_lengths": self.output_lengths,
         }
 
     @classmethod
@@ -137,7 +142,7 @@ class Targets:
                 parts[name] = kind.from_dict(value)
             except (EccosError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise PredictorStateError(f"targets: {name} is not valid ({exc}); refit and save the router") from None
-        return cls(**parts)
+        return cls(**parts, output_lengths=data.get("output_lengths") is True)
 
 
 def fit_targets(out_of_fold: Prediction, scores: np.ndarray, cost: np.ndarray, *, method: str = "auto") -> Targets:

@@ -115,3 +115,22 @@ def test_the_record_is_saved_with_the_router_and_checked(make_pool, bundled_rout
     (path / "lengths.json").write_text(json.dumps(data))
     with pytest.raises(PredictorStateError, match=r"lengths\.json does not match the sha256"):
         Router.load(path, models=router.models)
+
+
+def test_a_router_saved_before_lengths_routes_as_fitted_until_refit(bundled_router, tmp_path):
+    from eccos_core.predictors.base import file_sha256
+
+    path = bundled_router.save(tmp_path / "old")
+    targets = json.loads((path / "targets.json").read_text())
+    del targets["output_lengths"]  # what the previous release wrote
+    (path / "targets.json").write_text(json.dumps(targets))
+    meta = json.loads((path / "router.json").read_text())
+    meta["checksums"]["targets.json"] = file_sha256(path / "targets.json")
+    (path / "router.json").write_text(json.dumps(meta))
+
+    old = Router.load(path)
+    entry = old.plan([QUESTION], 0.5).queries[0]
+    assert entry.output_tokens == 0.0 and entry.length is None  # its targets were fitted on such costs
+    old.refit()
+    entry = old.plan([QUESTION], 0.5).queries[0]
+    assert old.targets.output_lengths and entry.output_tokens > 0 and entry.length is not None
