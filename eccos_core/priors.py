@@ -25,7 +25,8 @@ from eccos_core.pricing import ModelSpec
 
 WAYS_IN = (
     "give it a prior with ModelSpec(..., like='<a fitted model it resembles>') (like: in a models file), or "
-    "collect graded outcomes for it (eccos collect) and refit (Router.fit(models, logs))"
+    "ask it the shipped 200-question probe (eccos onboard --model NAME --models FILE --out DIR; "
+    "Router.onboard(spec)), or collect graded outcomes for it (eccos collect) and refit (Router.fit(models, logs))"
 )
 """How a model without logs joins a pool (named by every error about one)."""
 

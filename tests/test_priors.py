@@ -68,7 +68,8 @@ def test_a_prior_is_predicted_as_its_like_model_and_named_in_every_plan(
 
 def test_a_model_with_neither_logs_nor_like_names_the_ways_in(make_pool, fake_predictor, loopback_server, api_key):
     pool = [*make_pool(fake_predictor.models[:2]), own_model(loopback_server, api_key, like=None)]
-    with pytest.raises(PredictorStateError, match=rf"without pool models \['{OWN}'\].*like=.*eccos collect"):
+    ways = r"like=.*eccos onboard.*eccos collect"
+    with pytest.raises(PredictorStateError, match=rf"without pool models \['{OWN}'\].*{ways}"):
         Router(pool, fake_predictor)
     stranger = own_model(loopback_server, api_key, like="gpt-17")
     with pytest.raises(PredictorStateError, match=r"is like 'gpt-17', which the predictor does not know either"):
