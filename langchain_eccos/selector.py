@@ -30,7 +30,9 @@ from langchain_eccos.routing import RouterSettings
 Decision = dict[str, Any]
 """One routing decision: ``model``, ``p_success``, ``predicted_cost``, ``predicted_output_tokens``,
 ``input_tokens``, ``chain`` (fallbacks in order), ``status``, ``message``, ``solver``, ``batch_size``,
-``min_quality``, ``confidence`` and ``margin`` (of a per-batch guarantee, else ``None``)."""
+``min_quality``, ``confidence`` and ``margin`` (of a per-batch guarantee, else ``None``), ``prior`` (the model is
+routed on a ``like`` model or a probe) and ``length`` (where its predicted output length comes from when its logs
+give none)."""
 
 
 def _decision(entry: Any) -> Decision:
@@ -48,6 +50,8 @@ def _decision(entry: Any) -> Decision:
         "min_quality": entry.min_quality,
         "confidence": entry.confidence,
         "margin": entry.margin,
+        "prior": entry.prior,
+        "length": entry.length,
     }
 
 

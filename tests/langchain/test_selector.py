@@ -24,6 +24,8 @@ DECISION_KEYS = {
     "min_quality",
     "confidence",
     "margin",
+    "prior",
+    "length",
 }
 
 
