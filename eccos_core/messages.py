@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from eccos_core.errors import InputError
+from eccos_core.questions import question_of
 
 Message = Mapping[str, Any]
 """One OpenAI-style chat message: ``{"role": "user", "content": "..."}``."""
@@ -139,13 +140,17 @@ def has_image(message: Message) -> bool:
 
 
 def query_text(messages: Sequence[Message]) -> str:
-    """What the predictor sees: the last user message's text, else all text."""
+    """What the predictor sees: the question of the last user message, else all text.
+
+    The question of a message that wraps it in retrieved context is found inside it
+    (:func:`~eccos_core.questions.question_of`); any other message is read whole.
+    """
     for message in reversed(messages):
         if message.get("role") == "user":
             text = message_text(message)
             if _visible(text):
-                return text
-    return "\n".join(t for t in (message_text(m) for m in messages) if t)
+                return question_of(text)
+    return question_of("\n".join(t for t in (message_text(m) for m in messages) if t))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
