@@ -9,6 +9,13 @@ on the training queries with no outcome of it (as a user's router would be). **f
 all its logs (the cached ``bench_dual`` router). **probeN**: N of its training outcomes (stratified by task, seed
 0) fit a :class:`~eccos_core.priors.ProbeFit` on the other models' out-of-fold predictions for those questions
 (what a 50/100/200-question probe of the model would give); the targets are refitted as for the prior.
+Two comparisons on the same probe rows (benchmark only): **knnN**, plain kNN on the probe alone (the
+similarity-weighted mean of the probe scores of the ``K_PROBE`` nearest probe questions, cosine similarity of the
+router's encoder embeddings clipped at 0, the probe's mean score blended in with weight ``KNN_PRIOR``; a training
+row that is itself a probe row leaves itself out), and **irtN**, an item-response (2PL, IRT-Router style) form:
+each question's difficulty ``b_i`` is minus the other models' mean predicted logit, and the new model's
+``sigmoid(a·(θ − b_i))`` is a logistic regression (L2, C = 1) of the probe outcomes (score ≥ 0.5) on ``−b_i``,
+lowered by the same margin as the ProbeFit of those rows (kNN gets no margin).
 **without**: the pool without it.
 
 Measured on the held-out split (seed 0) with the logged outcomes: the new model's AUROC and Brier, and one joint
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,11 @@ from bench_dual import RESULTS, SETS, fitted_router
 from bench_shells import DEFAULT_ALPHAS
 
 PROBES = (50, 100, 200)
+K_PROBE = 16
+"""Nearest probe questions a knnN column averages over (fewer if the probe is smaller)."""
+KNN_PRIOR = 0.01
+"""Weight (in summed cosine similarity) of the probe's mean score in a knnN prediction: it only counts where the
+nearest probe questions are all (nearly) orthogonal to the query."""
 
 
 def closest(train_scores: np.ndarray, h: int) -> int:
@@ -51,7 +64,6 @@ def measure_set(name: str, cache: Path | None) -> dict[str, Any]:
     from eccos_core.messages import count_text_tokens
     from eccos_core.predictors.base import Prediction
     from eccos_core.predictors.trained import pooled_auroc
-    from eccos_core.priors import ProbeFit
     from eccos_core.router import Router, out_of_fold_problem
     from eccos_core.targets import fit_targets
 
@@ -77,14 +89,12 @@ def measure_set(name: str, cache: Path | None) -> dict[str, Any]:
         return Router(router.models, router.predictor, fit_targets(Prediction(oof.models, oof_q, oof.output_tokens),
                                                                    scores, train_cost))  # fmt: skip
 
+    predicted = (prediction.quality, oof.quality)
+    emb = (embeddings(router.predictor, test.queries), embeddings(router.predictor, train.queries))
     for h, new in enumerate(names):
         like = closest(train_scores, h)
-        others = [k for k in range(len(names)) if k != h]
         columns = {"prior": (prediction.quality[:, like], oof.quality[:, like])}
-        for n in PROBES:
-            rows = probe_rows(tasks, train_scores[:, h], n)
-            fit = ProbeFit.fit(oof.quality[np.ix_(rows, others)], train_scores[rows, h], [names[k] for k in others])
-            columns[f"probe{n}"] = (fit.predict(prediction.quality[:, others]), fit.predict(oof.quality[:, others]))
+        columns |= probe_columns(h, names, tasks, train_scores, predicted, emb)
         columns["full"] = (prediction.quality[:, h], None)
         entry: dict[str, Any] = {
             "model": new,
@@ -109,6 +119,95 @@ def measure_set(name: str, cache: Path | None) -> dict[str, Any]:
         aurocs = " ".join(f"{v} {e['auroc']:.3f}" for v, e in entry["variants"].items())
         print(f"{name} {new} (like {names[like]}): AUROC {aurocs}", flush=True)
     return out
+
+
+def embeddings(predictor: Any, queries: Sequence[str]) -> np.ndarray:
+    """Unit-vector embeddings of ``queries`` by the router's encoder (inner product = cosine similarity).
+
+    A query the retrieval store holds is read from it (what it was fitted on, no re-embedding); any other is
+    embedded by its encoder (a bundled query is looked up, else embedded on CPU).
+    """
+    from eccos_core.predictors.encoder import query_key
+
+    store = getattr(predictor, "retrieval", predictor)
+    where = {key: row for row, key in enumerate(store.row_keys()) if key}
+    found = np.array([where.get(query_key(q), -1) for q in queries], dtype=int)
+    stored = store._embeddings
+    out = np.empty((len(queries), stored.shape[1]), dtype=np.float32)
+    out[found >= 0] = stored[found[found >= 0]]
+    missing = np.flatnonzero(found < 0)
+    if len(missing):
+        out[missing] = store.encoder.encode([queries[i] for i in missing])
+    return out
+
+
+def probe_columns(
+    h: int,
+    names: Sequence[str],
+    tasks: np.ndarray,
+    train_scores: np.ndarray,
+    quality: tuple[np.ndarray, np.ndarray],
+    emb: tuple[np.ndarray, np.ndarray],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Column ``h`` (test, out-of-fold training) from each n-question probe: probeN, knnN, irtN (same rows).
+
+    ``quality`` and ``emb`` are (test, training) pairs: the predictor's predictions (out-of-fold for training)
+    and the queries' embeddings.
+    """
+    from eccos_core.priors import ProbeFit
+
+    test_q, oof_q = quality
+    others = [k for k in range(len(names)) if k != h]
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"probe": {}, "knn": {}, "irt": {}}
+    for n in PROBES:
+        rows = probe_rows(tasks, train_scores[:, h], n)
+        scores = train_scores[rows, h]
+        fit = ProbeFit.fit(oof_q[np.ix_(rows, others)], scores, [names[k] for k in others])
+        out["probe"][f"probe{n}"] = (fit.predict(test_q[:, others]), fit.predict(oof_q[:, others]))
+        probe = emb[1][rows]
+        out["knn"][f"knn{n}"] = (knn_predict(emb[0], probe, scores), knn_predict(emb[1], probe, scores, rows))
+        out["irt"][f"irt{n}"] = irt_predict((test_q[:, others], oof_q[:, others]), rows, scores, fit.margin)
+    return {variant: pair for group in out.values() for variant, pair in group.items()}
+
+
+def knn_predict(
+    queries: np.ndarray, probe: np.ndarray, scores: np.ndarray, itself: np.ndarray | None = None
+) -> np.ndarray:
+    """p(success) per query: the similarity-weighted mean probe score over its ``K_PROBE`` nearest probe questions.
+
+    ``queries`` and ``probe`` are unit-vector embeddings; weights are cosine similarities clipped at 0, with the
+    probe's mean score as ``KNN_PRIOR`` extra weight. ``itself`` (the query row of each probe row, for training
+    queries) leaves a probe question out of its own prediction.
+    """
+    sims = queries @ probe.T
+    if itself is not None:
+        sims[itself, np.arange(len(itself))] = -np.inf
+    k = min(K_PROBE, len(probe))
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 0.0, None)
+    votes = (weights * scores[nearest]).sum(axis=1) + KNN_PRIOR * float(scores.mean())
+    return np.clip(votes / (weights.sum(axis=1) + KNN_PRIOR), 0.0, 1.0)
+
+
+def irt_predict(
+    quality: tuple[np.ndarray, np.ndarray], rows: np.ndarray, scores: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """2PL item response: ``sigmoid(a·(θ − b_i))`` fitted on the probe, for (test, out-of-fold training) rows.
+
+    ``quality`` holds the other models' predictions (test, out-of-fold training); a question's difficulty
+    ``b_i`` is minus their mean logit (p clipped to [1e-3, 1 − 1e-3]). ``a`` and ``aθ`` are a logistic regression
+    (L2, C = 1) of the probe outcomes (score ≥ 0.5) on ``−b_i``; ``margin`` is subtracted (clipped at 0).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    def ease(q: np.ndarray) -> np.ndarray:  # −b_i
+        q = np.clip(q, 1e-3, 1 - 1e-3)
+        return np.log(q / (1 - q)).mean(axis=1, keepdims=True)
+
+    test_q, oof_q = quality
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(ease(oof_q[rows]), scores >= 0.5)
+    test_p, oof_p = (model.predict_proba(ease(q))[:, 1] for q in (test_q, oof_q))
+    return np.clip(test_p - margin, 0.0, 1.0), np.clip(oof_p - margin, 0.0, 1.0)
 
 
 def probe_rows(tasks: np.ndarray, outcomes: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -174,7 +273,9 @@ def summarize(results: list[dict[str, Any]]) -> str:
         lines.append("")
     lines.append("AUROC gain: the variant's summed AUROC − 0.5 over the full fit's (a constant predictor gains 0); "
                  "α misses: joint plans of the whole held-out split whose realized success fell more than 1 point "
-                 "below α; cost/full: summed realized cost over the full fit's at the same α")  # fmt: skip
+                 "below α; cost/full: summed realized cost over the full fit's at the same α; probeN / knnN / "
+                 "irtN: ProbeFit blend / kNN on the probe alone / 2PL item response, on the same N probe "
+                 "questions")  # fmt: skip
     return "\n".join(lines)
 
 
