@@ -27,7 +27,7 @@ from eccos_core.persistence import load_router, save_router
 from eccos_core.planner import clean, clean_tokens, streams_namespace
 from eccos_core.predictors.base import Prediction, Predictor
 from eccos_core.pricing import ModelSpec, cost_matrix, validate_pool
-from eccos_core.priors import WAYS_IN, Evidence, PoolView, ProbeFit
+from eccos_core.priors import MIN_PROBE, WAYS_IN, Evidence, PoolView, ProbeFit
 from eccos_core.probe import DEFAULT_PROBE, probe_outcomes
 from eccos_core.targets import Targets, fit_targets
 
@@ -238,7 +238,7 @@ class RouterLifecycle:
         seen = np.flatnonzero(~np.isnan(scores))
         inputs = list(self.predictor.models)
         quality = np.zeros((0, len(inputs)))
-        if len(seen) >= 10:  # fewer: ProbeFit.fit says what is missing, before anything is embedded
+        if len(seen) >= MIN_PROBE:  # fewer: ProbeFit.fit says what is missing, before anything is embedded
             quality = clean(self.predictor.predict([outcomes.queries[i] for i in seen]).select(inputs)).quality
         lengths = outcomes.matrix("output_tokens", [spec.name])[seen, 0]
         fit = ProbeFit.fit(quality, scores[seen], inputs, output_tokens=lengths)

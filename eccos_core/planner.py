@@ -121,14 +121,9 @@ class Planner:
     ) -> None:
         self.pool = tuple(pool)
         self.names = tuple(m.name for m in self.pool)
+        self.predictor = predictor
         self._logged = logged_lengths(predictor)
-        self.columns = PoolView.build(
-            self.pool,
-            predictor.models,
-            probes,
-            lengths=lengths,
-            logged=self._logged if targets.output_lengths else None,
-        )
+        self.columns = self._columns(probes, lengths or OutputLengths(), targets)
         """Where each pool column's prediction comes from: its own logs, a ``like`` model, or a probe."""
         self.priors = self.columns.priors
         """Pool models not predicted from their own logs (name → the ``like`` model, or ``probe of N``): named in
@@ -137,7 +132,6 @@ class Planner:
         """Guard, per-batch margin and per-call curve: how ``min_quality`` becomes a target (:mod:`targets`)."""
         self.dual = self._prices(prices or DualPrices(), targets)
         """Per-call prices: one stream per ``min_quality`` or per-call budget, over the fitted curve, in a store."""
-        self.predictor = predictor
         self.method = method
         self.time_limit = time_limit
         self.progress = progress
@@ -167,15 +161,14 @@ class Planner:
 
     def reprobe(self, probes: Mapping[str, ProbeFit]) -> None:
         """Predict the models without logs from these probe fits from now on (their per-call streams start afresh)."""
-        self.columns = PoolView.build(
-            self.pool,
-            self.predictor.models,
-            probes,
-            lengths=self.columns.lengths,
-            logged=self._logged if self.targets.output_lengths else None,
-        )
+        self.columns = self._columns(probes, self.columns.lengths, self.targets)
         self.priors = self.columns.priors
         self.dual = self._prices(self.dual, self.targets)
+
+    def _columns(self, probes: Mapping[str, ProbeFit] | None, lengths: OutputLengths, targets: Targets) -> PoolView:
+        """The pool's columns over the predictor, lengths filled only where ``targets`` were fitted with them."""
+        logged = self._logged if targets.output_lengths else None
+        return PoolView.build(self.pool, self.predictor.models, probes, lengths=lengths, logged=logged)
 
     def _prices(self, prices: DualPrices, targets: Targets) -> DualPrices:
         """``prices`` for this pool and ``targets``: their streams, keyed by what the prices depend on."""

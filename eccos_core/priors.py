@@ -268,10 +268,10 @@ class Evidence:
         """
         with self._lock:
             quality, scores = np.array(self.quality, dtype=float), np.array(self.scores, dtype=float)
-        labels = scores >= 0.5
-        if len(scores) < MIN_PROBE or labels.all() or not labels.any():
+        try:
+            fit = ProbeFit.fit(quality, scores, self.inputs)
+        except InputError:  # too few outcomes, or all alike: the model stays as it is routed now
             return None
-        fit = ProbeFit.fit(quality, scores, self.inputs)
         return dataclasses.replace(fit, output_tokens=output_tokens)
 
     def to_dict(self) -> dict[str, Any]:

@@ -189,7 +189,7 @@ class SentenceEncoder:
         table = shipped_embeddings()
         if table is not None and table.max_seq_length != self.max_seq_length:
             table = None
-        todo: dict[str, list[int]] = {}
+        todo: dict[str, tuple[str, list[int]]] = {}  # text -> (its key, the rows it fills)
         for i, text in enumerate(texts):
             key = query_key(text)
             with self._seen_lock:
@@ -199,15 +199,15 @@ class SentenceEncoder:
             if vector is None and table is not None:
                 vector = table.get(key)
             if vector is None:
-                todo.setdefault(text, []).append(i)
+                todo.setdefault(text, (key, []))[1].append(i)
             else:
                 out[i] = vector
         if todo:
             fresh = self.forward(list(todo), show_progress=show_progress)
             with self._seen_lock:
-                for (text, rows), vector in zip(todo.items(), fresh, strict=True):
+                for (key, rows), vector in zip(todo.values(), fresh, strict=True):
                     out[rows] = vector
-                    self._seen[query_key(text)] = vector
+                    self._seen[key] = vector
                 while len(self._seen) > SEEN_CAPACITY:
                     self._seen.popitem(last=False)
         return out
